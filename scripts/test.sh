@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the test tools into .tools/ (once; later runs
+# reuse them) and runs every unit and integration test with cargo-nextest.
+#   - s3s-fs 0.14.1 (a real S3-compatible server, from crates.io), built while the project compiles
+#   - DuckDB 1.5.5 with its httpfs extension (from PyPI, in a venv), the independent Parquet reader
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS"
+
+s3s_pid=""
+if [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
+  echo "== installing s3s-fs into $TOOLS/s3s (background)"
+  cargo install s3s-fs@0.14.1 --features binary --locked --root "$TOOLS/s3s" >"$TOOLS/s3s-install.log" 2>&1 &
+  s3s_pid=$!
+fi
+
+if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs" 2>/dev/null; then
+  echo "== installing DuckDB into $TOOLS/venv"
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5
+fi
+
+echo "== building"
+cargo build --tests --bins --locked
+
+if [ -n "$s3s_pid" ]; then
+  if ! wait "$s3s_pid"; then
+    cat "$TOOLS/s3s-install.log"
+    echo "s3s-fs install failed" >&2
+    exit 1
+  fi
+fi
+
+echo "== testing"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast --failure-output final "$@"
+else
+  cargo test --locked --no-fail-fast "$@"
+fi

@@ -1,0 +1,144 @@
+//! The command line (clap derive). Doc comments are the `--help` text; every flag of `serve` also
+//! reads an environment variable.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Lands OnceHub webhook deliveries as typed Parquet tables on S3-compatible storage.
+#[derive(Debug, Parser)]
+#[command(name = "oncehub-bridge", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive webhooks on --listen and write them to --storage-url as Parquet.
+    Serve(ServeArgs),
+    /// Post signed sample deliveries (every documented shape) to a running receiver.
+    SendTestEvent(SendTestArgs),
+}
+
+/// Settings of `serve`. Each flag can also be set by the environment variable shown.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the webhook receiver listens on.
+    #[arg(long, env = "ONCEHUB_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the spool and local state (created if missing).
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Where Parquet files go: s3://bucket/prefix, gs://..., az://..., file:///abs/path, a path, or
+    /// memory://. S3 settings come from the AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP). Default: <data-dir>/lake.
+    #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
+    pub storage_url: Option<String>,
+
+    /// Webhook signing secrets, comma-separated (several during rotation). Default: the secret in
+    /// <data-dir>/webhook-secret, generated on first start.
+    #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub webhook_secret: Vec<String>,
+
+    /// Cut a Parquet file when its oldest row is this old (e.g. 60s, 5m).
+    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Cut a Parquet file at this many rows.
+    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_MAX_ROWS", default_value = "100000")]
+    pub flush_max_rows: NonZeroUsize,
+
+    /// Cut a Parquet file when its buffered size reaches this (e.g. 64MiB, 1000000).
+    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub flush_max_bytes: NonZeroUsize,
+
+    /// Accept a signature whose timestamp is at most this far from now, either way; 0 disables the check.
+    #[arg(long, env = "ONCEHUB_BRIDGE_SIGNATURE_TOLERANCE", default_value = "300s", value_parser = parse_duration_or_zero)]
+    pub signature_tolerance: Duration,
+
+    /// Refuse bodies larger than this with 413 (e.g. 1MiB).
+    #[arg(long, env = "ONCEHUB_BRIDGE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_body_bytes: NonZeroUsize,
+
+    /// On SIGTERM/SIGINT, give in-flight requests and the final flush this long before exiting.
+    #[arg(long, env = "ONCEHUB_BRIDGE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// HTTP worker threads. Default: one per CPU core.
+    #[arg(long, env = "ONCEHUB_BRIDGE_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
+}
+
+/// Settings of `send-test-event`.
+#[derive(Debug, Args)]
+pub struct SendTestArgs {
+    /// The receiver's webhook URL.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TEST_URL", default_value = "http://127.0.0.1:8080/webhooks/oncehub")]
+    pub url: String,
+
+    /// Send one delivery of this trigger (e.g. booking.scheduled).
+    #[arg(long = "type", conflicts_with = "all")]
+    pub event_type: Option<String>,
+
+    /// Send one delivery of every documented trigger and shape variant.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Secret to sign with. Default: the one in <data-dir>/webhook-secret.
+    #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub webhook_secret: Vec<String>,
+
+    /// Data directory of the receiver, to find its generated secret.
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e| format!("{e}; expected e.g. 1MiB or 1048576"))?;
+    usize::try_from(size.as_u64())
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| "must be greater than zero".to_owned())
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" => Ok(Duration::ZERO),
+        t => humantime::parse_duration(t).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("1MiB").unwrap().get(), 1024 * 1024);
+        assert_eq!(parse_bytes("1000").unwrap().get(), 1000);
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_duration_or_zero("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration_or_zero("5m").unwrap(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn invalid_values_name_the_flag() {
+        let e = Cli::try_parse_from(["oncehub-bridge", "serve", "--flush-interval", "soon"]).unwrap_err();
+        assert!(e.to_string().contains("--flush-interval"), "{e}");
+        let e = Cli::try_parse_from(["oncehub-bridge", "serve", "--flush-max-rows", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--flush-max-rows"), "{e}");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

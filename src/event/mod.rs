@@ -1,0 +1,179 @@
+//! The event model: a signed delivery's bytes become either an [`Event`] routed to its table, or a
+//! [`DeadLetter`] with the reason it is not one.
+//!
+//! Guarantees: parsing never fails and never drops a delivery; routing looks at `data.object`
+//! ("booking", "conversation", anything else → other_events), never at the type string, so new
+//! triggers still land in the right table. Only `id` (non-empty string), `type` (string) and `data`
+//! (object) are required of the envelope.
+
+mod normalize;
+mod row;
+
+pub use row::{RowInput, build_row};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+
+use crate::schema::Table;
+
+/// A well-formed event, parsed once.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: EventId,
+    pub event_type: String,
+    pub table: Table,
+    /// The envelope's `creation_time`, when present and valid RFC 3339.
+    pub time: Option<DateTime<Utc>>,
+    pub json: Value,
+}
+
+/// The envelope id (`EVNT-...`): the dedupe key. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn parse(text: &str) -> Option<EventId> {
+        (!text.is_empty()).then(|| EventId(text.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a signed delivery is not an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    NotUtf8,
+    NotJson,
+    NotObject,
+    MissingField,
+    WrongType,
+}
+
+impl DeadReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DeadReason::NotUtf8 => "not_utf8",
+            DeadReason::NotJson => "not_json",
+            DeadReason::NotObject => "not_object",
+            DeadReason::MissingField => "missing_field",
+            DeadReason::WrongType => "wrong_type",
+        }
+    }
+}
+
+/// A signed delivery that is not a well-formed event; kept in `dead_letter`.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub reason: DeadReason,
+    pub error: String,
+    /// The parsed JSON, when the body was JSON at all.
+    pub json: Option<Value>,
+}
+
+/// The outcome of parsing one delivery.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Event(Event),
+    Dead(DeadLetter),
+}
+
+impl Parsed {
+    pub fn table(&self) -> Table {
+        match self {
+            Parsed::Event(e) => e.table,
+            Parsed::Dead(_) => Table::DeadLetter,
+        }
+    }
+
+    /// The partition date: the event's UTC date, else the receive date.
+    pub fn partition_date(&self, received_at: DateTime<Utc>) -> NaiveDate {
+        match self {
+            Parsed::Event(Event { time: Some(t), .. }) => t.date_naive(),
+            _ => received_at.date_naive(),
+        }
+    }
+}
+
+impl Event {
+    /// Parses a delivery body. Never fails: what is not an event is a [`DeadLetter`].
+    pub fn parse(body: &[u8]) -> Parsed {
+        let dead = |reason, error: String, json| Parsed::Dead(DeadLetter { reason, error, json });
+        if std::str::from_utf8(body).is_err() {
+            return dead(DeadReason::NotUtf8, "body is not valid UTF-8".into(), None);
+        }
+        let json: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return dead(DeadReason::NotJson, format!("body is not JSON: {e}"), None),
+        };
+        let Some(obj) = json.as_object() else {
+            return dead(DeadReason::NotObject, "body is not a JSON object".into(), Some(json));
+        };
+        for field in ["id", "type", "data"] {
+            if obj.get(field).is_none_or(Value::is_null) {
+                return dead(DeadReason::MissingField, format!("envelope has no `{field}`"), Some(json));
+            }
+        }
+        let id = obj.get("id").and_then(Value::as_str).and_then(EventId::parse);
+        let event_type = obj.get("type").and_then(Value::as_str).map(str::to_owned);
+        let data_object = obj.get("data").and_then(Value::as_object).map(|d| d.get("object").and_then(Value::as_str));
+        let (Some(id), Some(event_type), Some(data_object)) = (id, event_type, data_object) else {
+            let error = "envelope `id` must be a non-empty string, `type` a string and `data` an object";
+            return dead(DeadReason::WrongType, error.into(), Some(json));
+        };
+        let table = match data_object {
+            Some("booking") => Table::Bookings,
+            Some("conversation") => Table::Conversations,
+            _ => Table::OtherEvents,
+        };
+        let time = obj.get("creation_time").and_then(Value::as_str).and_then(normalize::parse_timestamp);
+        Parsed::Event(Event { id, event_type, table, time, json })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(body: &[u8]) -> DeadReason {
+        match Event::parse(body) {
+            Parsed::Dead(d) => d.reason,
+            Parsed::Event(e) => panic!("parsed as event {e:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_by_data_object_not_type() {
+        let b = br#"{"id":"EVNT-1","type":"booking.brand_new_trigger","data":{"object":"booking"}}"#;
+        let Parsed::Event(e) = Event::parse(b) else { panic!() };
+        assert_eq!(e.table, Table::Bookings);
+        let c = br#"{"id":"EVNT-2","type":"booking.scheduled","data":{"object":"conversation"}}"#;
+        assert!(matches!(Event::parse(c), Parsed::Event(Event { table: Table::Conversations, .. })));
+        let o = br#"{"id":"EVNT-3","type":"contact.created","data":{"object":"contact"}}"#;
+        assert!(matches!(Event::parse(o), Parsed::Event(Event { table: Table::OtherEvents, .. })));
+        let none = br#"{"id":"EVNT-4","type":"x","data":{}}"#;
+        assert!(matches!(Event::parse(none), Parsed::Event(Event { table: Table::OtherEvents, .. })));
+    }
+
+    #[test]
+    fn malformed_envelopes_become_dead_letters_with_a_reason() {
+        assert_eq!(reason(b"\xff\xfe"), DeadReason::NotUtf8);
+        assert_eq!(reason(b"{not json"), DeadReason::NotJson);
+        assert_eq!(reason(b"[1,2]"), DeadReason::NotObject);
+        assert_eq!(reason(br#"{"type":"booking.scheduled","data":{}}"#), DeadReason::MissingField);
+        assert_eq!(reason(br#"{"id":"E","type":"t","data":null}"#), DeadReason::MissingField);
+        assert_eq!(reason(br#"{"id":7,"type":"t","data":{}}"#), DeadReason::WrongType);
+        assert_eq!(reason(br#"{"id":"","type":"t","data":{}}"#), DeadReason::WrongType);
+        assert_eq!(reason(br#"{"id":"E","type":"t","data":"BKNG-1"}"#), DeadReason::WrongType);
+    }
+
+    #[test]
+    fn partition_date_is_the_event_date_in_utc() {
+        let b = br#"{"id":"E","type":"t","creation_time":"2026-05-04T23:30:00-02:00","data":{}}"#;
+        let received = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let p = Event::parse(b);
+        assert_eq!(p.partition_date(received).to_string(), "2026-05-05");
+        let no_time = Event::parse(br#"{"id":"E","type":"t","data":{}}"#);
+        assert_eq!(no_time.partition_date(received).to_string(), "2026-01-01");
+    }
+}

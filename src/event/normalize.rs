@@ -1,0 +1,146 @@
+//! Coerces a JSON value to a column type, so every row fits its Arrow schema.
+//!
+//! Rules (the same for every column): `""`, `null` and absent become null; a value of the wrong
+//! JSON type becomes null, except that scalars are accepted as text for `utf8` columns and numeric
+//! text for numeric ones; `json` columns hold the value re-serialized. The output only holds JSON
+//! types the Arrow JSON decoder accepts for the column, so encoding a normalized row cannot fail.
+
+use chrono::DateTime;
+use serde_json::{Map, Number, Value};
+
+use crate::schema::{ColumnDef, ColumnType, Source};
+
+/// Parses RFC 3339 text (with or without fractional seconds) to UTC.
+pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<chrono::Utc>> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc())
+}
+
+/// Follows object keys from `root`.
+pub(super) fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, key| v.as_object()?.get(key))
+}
+
+/// The id of an id-or-object value: the string itself, or the object's `id`.
+pub(super) fn id_of(value: Option<&Value>) -> Option<&Value> {
+    match value? {
+        v @ Value::String(_) => Some(v),
+        Value::Object(o) => o.get("id"),
+        _ => None,
+    }
+}
+
+/// Coerces `value` to `ty`; `Value::Null` when it does not fit.
+pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
+    let Some(value) = value.filter(|v| !is_blank(v)) else { return Value::Null };
+    match ty {
+        ColumnType::Utf8 => match value {
+            Value::String(s) => Value::String(s.clone()),
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::Bool(b) => Value::String(b.to_string()),
+            _ => Value::Null,
+        },
+        ColumnType::Json => Value::String(value.to_string()),
+        ColumnType::Int64 => match value {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .map_or(Value::Null, Value::from),
+        ColumnType::Float64 => match value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        }
+        .and_then(Number::from_f64)
+        .map_or(Value::Null, Value::Number),
+        ColumnType::Bool => match value {
+            Value::Bool(b) => Value::Bool(*b),
+            Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
+            _ => Value::Null,
+        },
+        ColumnType::Timestamp => value
+            .as_str()
+            .and_then(parse_timestamp)
+            .map_or(Value::Null, |t| Value::from(t.timestamp_micros())),
+        // Binary only comes from receive metadata, already hex text.
+        ColumnType::Binary => value.as_str().map_or(Value::Null, |s| Value::String(s.to_owned())),
+        ColumnType::Struct(fields) => match value {
+            Value::Object(_) => Value::Object(struct_fields(value, fields)),
+            _ => Value::Null,
+        },
+        ColumnType::List(inner) => match value {
+            Value::Array(items) => Value::Array(items.iter().map(|i| normalize(Some(i), inner)).collect()),
+            _ => Value::Null,
+        },
+    }
+}
+
+fn is_blank(v: &Value) -> bool {
+    matches!(v, Value::Null) || matches!(v, Value::String(s) if s.is_empty())
+}
+
+/// The fields of a struct column, each taken from `parent` by its relative source.
+fn struct_fields(parent: &Value, fields: &[ColumnDef]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| {
+            let raw = match &f.source {
+                Source::Path(p) => lookup(parent, p),
+                Source::IdOf(p) => id_of(lookup(parent, p)),
+                Source::Meta(_) => None,
+            };
+            (f.name.clone(), normalize(raw, &f.ty))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn blanks_and_wrong_types_become_null() {
+        assert_eq!(normalize(Some(&json!("")), &ColumnType::Utf8), Value::Null);
+        assert_eq!(normalize(None, &ColumnType::Int64), Value::Null);
+        assert_eq!(normalize(Some(&json!({"a":1})), &ColumnType::Utf8), Value::Null);
+        assert_eq!(normalize(Some(&json!("abc")), &ColumnType::Int64), Value::Null);
+        assert_eq!(normalize(Some(&json!(1.5)), &ColumnType::Int64), Value::Null);
+        assert_eq!(normalize(Some(&json!("yes")), &ColumnType::Bool), Value::Null);
+        assert_eq!(normalize(Some(&json!("not a time")), &ColumnType::Timestamp), Value::Null);
+        assert_eq!(normalize(Some(&json!("BP-1")), &ColumnType::Struct(vec![])), Value::Null);
+    }
+
+    #[test]
+    fn scalars_are_coerced_where_unambiguous() {
+        assert_eq!(normalize(Some(&json!(30)), &ColumnType::Utf8), json!("30"));
+        assert_eq!(normalize(Some(&json!("45")), &ColumnType::Int64), json!(45));
+        assert_eq!(normalize(Some(&json!(30.0)), &ColumnType::Int64), json!(30));
+        assert_eq!(normalize(Some(&json!("true")), &ColumnType::Bool), json!(true));
+    }
+
+    #[test]
+    fn timestamps_with_and_without_millis_become_micros() {
+        let a = normalize(Some(&json!("2026-05-04T14:02:11.512Z")), &ColumnType::Timestamp);
+        let b = normalize(Some(&json!("2026-05-04T14:02:11Z")), &ColumnType::Timestamp);
+        assert_eq!(a.as_i64().unwrap() - b.as_i64().unwrap(), 512_000);
+        assert_eq!(b, json!(1_777_903_331_000_000_i64));
+    }
+
+    #[test]
+    fn json_columns_keep_any_value_as_text() {
+        for v in [json!(1), json!(true), json!(["a", 2]), json!({"k": "ü"}), json!("x")] {
+            let out = normalize(Some(&v), &ColumnType::Json);
+            let back: Value = serde_json::from_str(out.as_str().unwrap()).unwrap();
+            assert_eq!(back, v);
+        }
+    }
+
+    #[test]
+    fn id_of_accepts_both_shapes() {
+        assert_eq!(id_of(Some(&json!("USR-1"))), Some(&json!("USR-1")));
+        assert_eq!(id_of(Some(&json!({"id": "USR-2", "object": "user"}))), Some(&json!("USR-2")));
+        assert_eq!(id_of(Some(&json!(5))), None);
+        assert_eq!(id_of(None), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! Reads a request body up to a limit, refusing early on a too-large `Content-Length`.
+
+use actix_web::HttpRequest;
+use actix_web::web::{self, Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::WebhookError;
+
+pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, WebhookError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| WebhookError::Payload)?;
+        if body.len() + chunk.len() > limit {
+            return Err(WebhookError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,69 @@
+//! The receiver's single error type and its mapping to HTTP statuses: 401 for signature problems,
+//! 413 for oversized bodies, 400 for a broken request stream, 503 when the spool cannot take the
+//! delivery. Bodies are short JSON `{"error": code, "message": text}`; a 5xx body stays generic.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use super::signature::SignatureError;
+use crate::spool::SpoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("the body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    Payload,
+    #[error("the delivery cannot be kept right now")]
+    Unavailable(#[from] SpoolError),
+}
+
+impl WebhookError {
+    fn code(&self) -> &'static str {
+        match self {
+            WebhookError::Signature(SignatureError::Missing) => "missing_signature",
+            WebhookError::Signature(SignatureError::Malformed) => "malformed_signature",
+            WebhookError::Signature(SignatureError::Stale) => "stale_signature",
+            WebhookError::Signature(SignatureError::Mismatch) => "invalid_signature",
+            WebhookError::TooLarge { .. } => "body_too_large",
+            WebhookError::Payload => "bad_request_body",
+            WebhookError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::Payload => StatusCode::BAD_REQUEST,
+            WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = HttpResponse::build(self.status_code());
+        if let WebhookError::Unavailable(_) = self {
+            response.insert_header(("Retry-After", "30"));
+        }
+        response.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_failure() {
+        assert_eq!(WebhookError::from(SignatureError::Stale).status_code(), StatusCode::UNAUTHORIZED);
+        assert_eq!(WebhookError::TooLarge { limit: 1 }.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+        let r = WebhookError::Unavailable(SpoolError::Closed).error_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Building and running the service: [`Application::build`] resolves secrets, opens the store and
+//! the spool, binds the listener and starts the batcher; [`Application::run_until_stopped`] serves
+//! until the stop token fires, then shuts down in a fixed order within the deadline:
+//! stop accepting and finish in-flight requests → close the spool → batcher drains and flushes
+//! every pending file → return.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::{Batcher, BatcherError, BatcherReport};
+use crate::config::{SecretSource, ServeSettings};
+use crate::http::{self, WebhookState, signature::Verifier};
+use crate::schema::{Catalog, SchemaError};
+use crate::secret::{self, SecretFileError, WebhookSecret};
+use crate::sink::{StoreError, Uploader, WriterId, open_store};
+use crate::spool::Spool;
+
+/// Records the batcher may hold unread before appends wait.
+const SPOOL_CAPACITY: usize = 16_384;
+
+/// The service could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Server(std::io::Error),
+    #[error("pending files could not be written before shutdown: {0}")]
+    Batcher(#[from] BatcherError),
+    #[error("shutdown deadline of {0:?} passed before every pending file was written")]
+    Deadline(Duration),
+    #[error("the batcher task panicked: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A built, bound, not yet serving service.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    spool: Arc<Spool>,
+    batcher: JoinHandle<Result<BatcherReport, BatcherError>>,
+    abort: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: ServeSettings) -> Result<Application, StartupError> {
+        let data_dir = settings.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        let secrets = resolve_secrets(&settings)?;
+        let store = open_store(&settings.storage)?;
+        let catalog = Arc::new(Catalog::load()?);
+
+        let (spool, reader) = Spool::open(SPOOL_CAPACITY);
+        let spool = Arc::new(spool);
+        let abort = CancellationToken::new();
+        let batcher = Batcher::new(
+            catalog,
+            settings.flush,
+            WriterId::generate(),
+            Uploader::new(store),
+            spool.clone(),
+            abort.clone(),
+        );
+        let batcher = tokio::spawn(batcher.run(reader));
+
+        let state = web::Data::new(WebhookState {
+            verifier: Verifier::new(&secrets, settings.signature_tolerance.as_secs()),
+            spool: spool.clone(),
+            max_body_bytes: settings.max_body_bytes.get(),
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
+        let port = listener.local_addr().map_err(StartupError::Server)?.port();
+        let mut server = HttpServer::new(move || App::new().configure(|cfg| http::configure(cfg, state.clone())))
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        if let Some(n) = settings.workers {
+            server = server.workers(n.get());
+        }
+        let server = server.listen(listener).map_err(StartupError::Server)?.run();
+        tracing::info!(
+            listen = %settings.listen, port, storage = %settings.storage, data_dir = %data_dir.display(),
+            secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", http::WEBHOOK_PATH
+        );
+        Ok(Application { port, server, spool, batcher, abort, shutdown_timeout: settings.shutdown_timeout })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `stop` is cancelled, then shuts down in order within the deadline.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<BatcherReport, StartupError> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            () = stop.cancelled() => Ok(()),
+            r = &mut server => r.map_err(StartupError::Join)?.map_err(StartupError::Server),
+        };
+        tracing::info!("shutting down: refusing new deliveries, flushing pending files");
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        handle.stop(true).await;
+        let _ = server.await;
+        self.spool.close();
+        let mut batcher = self.batcher;
+        let report = match tokio::time::timeout_at(deadline, &mut batcher).await {
+            Ok(joined) => joined??,
+            Err(_) => {
+                self.abort.cancel();
+                let _ = batcher.await;
+                return Err(StartupError::Deadline(self.shutdown_timeout));
+            }
+        };
+        tracing::info!(records = report.records, files = report.files, rows = report.rows_written, "stopped cleanly");
+        served.map(|()| report)
+    }
+}
+
+fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, StartupError> {
+    match &settings.secrets {
+        SecretSource::Configured(list) => Ok(list.clone()),
+        SecretSource::LocalFile => {
+            let path = secret::secret_file(&settings.data_dir);
+            let (secret, generated) = secret::load_or_generate(&path)?;
+            if generated {
+                tracing::info!(path = %path.display(), "no --webhook-secret given: generated one and kept it here (mode 0600)");
+            } else {
+                tracing::info!(path = %path.display(), "using the webhook secret kept here");
+            }
+            tracing::info!(
+                "send a signed test delivery with: oncehub-bridge send-test-event --all --url http://{}{} --data-dir {}",
+                settings.listen, http::WEBHOOK_PATH, settings.data_dir.display()
+            );
+            Ok(vec![secret])
+        }
+    }
+}

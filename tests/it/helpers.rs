@@ -1,0 +1,299 @@
+//! Test helpers: the real service (in-process `Application` on port 0, or the real binary), a real
+//! S3-compatible server (s3s-fs) and DuckDB, all on 127.0.0.1. The tools are installed by
+//! `.ci/run` / `scripts/test.sh` into `.tools/`; a missing tool fails the test with that advice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use oncehub_bridge::batcher::{BatcherReport, FlushLimits};
+use oncehub_bridge::config::{SecretSource, ServeSettings};
+use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::secret::WebhookSecret;
+use oncehub_bridge::sink::StorageUrl;
+use oncehub_bridge::startup::{Application, StartupError};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const S3_KEY: &str = "AKTESTKEY";
+pub const S3_SECRET: &str = "test-s3-secret-value-do-not-log";
+
+pub fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
+}
+
+fn tool(rel: &str) -> PathBuf {
+    let p = tools().join(rel);
+    assert!(p.exists(), "{} is missing: run `bash scripts/test.sh` once to install the test tools", p.display());
+    p
+}
+
+pub fn secret() -> WebhookSecret {
+    WebhookSecret::parse(SECRET).unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < timeout, "nothing listens on port {port} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The service running in this process.
+pub struct TestApp {
+    pub port: u16,
+    pub lake: PathBuf,
+    pub dir: TempDir,
+    stop: CancellationToken,
+    handle: JoinHandle<Result<BatcherReport, StartupError>>,
+    client: reqwest::Client,
+}
+
+pub fn settings(dir: &Path) -> ServeSettings {
+    ServeSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        storage: StorageUrl::Local(dir.join("lake")),
+        secrets: SecretSource::Configured(vec![secret()]),
+        flush: FlushLimits { max_age: Duration::from_secs(3600), ..FlushLimits::default() },
+        signature_tolerance: Duration::from_secs(300),
+        max_body_bytes: std::num::NonZeroUsize::new(1024 * 1024).unwrap(),
+        shutdown_timeout: Duration::from_secs(30),
+        workers: std::num::NonZeroUsize::new(2),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(tweak: impl FnOnce(&mut ServeSettings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        tweak(&mut s);
+        let lake = match &s.storage {
+            StorageUrl::Local(p) => p.clone(),
+            _ => PathBuf::new(),
+        };
+        let app = Application::build(s).await.expect("application builds");
+        let port = app.port();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
+        TestApp { port, lake, dir, stop, handle, client: reqwest::Client::new() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/oncehub", self.port)
+    }
+
+    /// Posts `body` with the given signature header (or none).
+    pub async fn post_with(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
+        let mut req = self.client.post(self.url()).header("Content-Type", "application/json").body(body);
+        if let Some(sig) = signature {
+            req = req.header("Oncehub-Signature", sig);
+        }
+        req.send().await.expect("request reaches the server")
+    }
+
+    /// Posts `body` signed with the test secret, now.
+    pub async fn post_signed(&self, body: Vec<u8>) -> reqwest::Response {
+        let sig = sign(&secret(), Utc::now().timestamp(), &body);
+        self.post_with(body, Some(sig)).await
+    }
+
+    pub async fn stop(self) -> BatcherReport {
+        self.stop.cancel();
+        self.handle.await.expect("app task").expect("clean shutdown")
+    }
+}
+
+/// Parquet files under `root`, recursively, sorted.
+pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A DuckDB query result.
+#[derive(Debug)]
+pub struct Duck {
+    pub columns: Vec<String>,
+    pub types: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Duck {
+    pub fn col(&self, name: &str) -> usize {
+        self.columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns))
+    }
+    pub fn type_of(&self, name: &str) -> &str {
+        &self.types[self.col(name)]
+    }
+}
+
+fn run_duck(sql: &str, envs: &[(&str, String)]) -> Duck {
+    let py = tool("venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/duck.py");
+    let out = Command::new(py).arg(script).arg(sql).envs(envs.iter().map(|(k, v)| (*k, v))).output().unwrap();
+    assert!(out.status.success(), "duckdb failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let strings = |k: &str| v[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    let rows = v["rows"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect();
+    Duck { columns: strings("columns"), types: strings("types"), rows }
+}
+
+/// Runs `sql` in DuckDB over local files.
+pub fn duck(sql: &str) -> Duck {
+    run_duck(sql, &[])
+}
+
+/// An s3s-fs server on 127.0.0.1 with bucket `lake`; killed on drop.
+pub struct S3Server {
+    pub port: u16,
+    pub root: PathBuf,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    pub fn start(root: &Path) -> S3Server {
+        Self::start_on(free_port(), root)
+    }
+
+    pub fn start_on(port: u16, root: &Path) -> S3Server {
+        std::fs::create_dir_all(root.join("lake")).unwrap();
+        let child = Command::new(tool("s3s/bin/s3s-fs"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        wait_for_port(port, Duration::from_secs(20));
+        S3Server { port, root: root.to_path_buf(), child: Some(child) }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The standard AWS_* variables that point object_store at this server.
+    pub fn env(port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    pub fn duck(&self, sql: &str) -> Duck {
+        run_duck(
+            sql,
+            &[
+                ("DUCK_S3_ENDPOINT", format!("127.0.0.1:{}", self.port)),
+                ("DUCK_S3_KEY_ID", S3_KEY.into()),
+                ("DUCK_S3_SECRET", S3_SECRET.into()),
+            ],
+        )
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The real `oncehub-bridge serve` binary; killed on drop.
+pub struct Binary {
+    pub port: u16,
+    child: Option<Child>,
+    pub stderr_path: PathBuf,
+}
+
+impl Binary {
+    pub fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, String)]) -> Binary {
+        let port = free_port();
+        let stderr_path = data_dir.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env_remove("ONCEHUB_WEBHOOK_SECRET")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().map(|(k, v)| (*k, v)))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("binary starts");
+        wait_for_port(port, Duration::from_secs(20));
+        Binary { port, child: Some(child), stderr_path }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/oncehub", self.port)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "binary did not exit within {timeout:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Posts `body` signed with `secret` to `url` from a blocking context.
+pub async fn post_signed_to(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::StatusCode {
+    let sig = sign(&secret(), Utc::now().timestamp(), &body);
+    let resp = client.post(url).header("Oncehub-Signature", sig).body(body).send().await.expect("request");
+    resp.status()
+}
