@@ -41,7 +41,7 @@ pub fn event(event_type: &str, id: &str, variant: usize, now: DateTime<Utc>) -> 
         json!({"object": "widget", "id": format!("WDG-{id}"), "note": "not a documented object"})
     };
     json!({
-        "id": id, "object": "event", "creation_time": ts(now, variant % 2 == 0),
+        "id": id, "object": "event", "creation_time": ts(now, variant.is_multiple_of(2)),
         "type": event_type, "api_version": "v2", "data": data,
     })
 }

@@ -86,10 +86,8 @@ impl Verifier {
 
     /// Accepts when some secret signs `t.body` as one of the header's signatures and `t` is fresh.
     pub fn verify(&self, header: &SignatureHeader, body: &[u8], now_unix: i64) -> Result<(), SignatureError> {
-        if let Some(tol) = self.tolerance_secs {
-            if now_unix.abs_diff(header.timestamp) > tol {
-                return Err(SignatureError::Stale);
-            }
+        if self.tolerance_secs.is_some_and(|tol| now_unix.abs_diff(header.timestamp) > tol) {
+            return Err(SignatureError::Stale);
         }
         let t = header.timestamp.to_string();
         for key in &self.keys {

@@ -35,8 +35,8 @@ async fn max_rows_cuts_files_while_running() {
     }
     let files = wait_for_files(&app.lake, 2).await;
     assert_eq!(files.iter().map(|f| rows_in(f)).collect::<Vec<_>>(), vec![5, 5], "two full files before shutdown");
-    let lake = app.lake.clone();
-    app.stop().await;
+    let stopped = app.stop().await;
+    let lake = stopped.lake.clone();
     let files = parquet_files(&lake);
     assert_eq!(files.iter().map(|f| rows_in(f)).sum::<i64>(), 12);
     assert_eq!(files.len(), 3);
@@ -59,8 +59,8 @@ async fn max_bytes_cuts_files_and_bounds_their_size() {
         let e = samples::event("booking.canceled", &format!("EVNT-BYTES-{i}"), 2, Utc::now());
         assert_eq!(app.post_signed(serde_json::to_vec(&e).unwrap()).await.status(), 200);
     }
-    let lake = app.lake.clone();
-    app.stop().await;
+    let stopped = app.stop().await;
+    let lake = stopped.lake.clone();
     let files = parquet_files(&lake);
     assert!(files.len() >= 2, "40 deliveries of ~1.5 KB exceed 20 kB: {files:?}");
     assert_eq!(files.iter().map(|f| rows_in(f)).sum::<i64>(), 40);
@@ -75,8 +75,8 @@ async fn a_file_never_spans_two_dates() {
         let e = samples::event("booking.completed", &format!("EVNT-DT-{i}"), 1, t);
         assert_eq!(app.post_signed(serde_json::to_vec(&e).unwrap()).await.status(), 200);
     }
-    let lake = app.lake.clone();
-    app.stop().await;
+    let stopped = app.stop().await;
+    let lake = stopped.lake.clone();
     let d = duck(&format!(
         "SELECT CAST(dt AS VARCHAR), count(*), count(DISTINCT filename) FROM read_parquet('{}/bookings/*/*.parquet', hive_partitioning = true, filename = true) GROUP BY ALL ORDER BY 1",
         lake.display()

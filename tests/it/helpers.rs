@@ -48,11 +48,18 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
+/// A stopped service: its report, and its lake kept until this is dropped.
+pub struct Stopped {
+    pub report: BatcherReport,
+    pub lake: PathBuf,
+    _dir: TempDir,
+}
+
 /// The service running in this process.
 pub struct TestApp {
     pub port: u16,
     pub lake: PathBuf,
-    pub dir: TempDir,
+    dir: TempDir,
     stop: CancellationToken,
     handle: JoinHandle<Result<BatcherReport, StartupError>>,
     client: reqwest::Client,
@@ -107,9 +114,11 @@ impl TestApp {
         self.post_with(body, Some(sig)).await
     }
 
-    pub async fn stop(self) -> BatcherReport {
+    /// Stops the service (SIGTERM's path) and keeps its directory alive for reading back.
+    pub async fn stop(self) -> Stopped {
         self.stop.cancel();
-        self.handle.await.expect("app task").expect("clean shutdown")
+        let report = self.handle.await.expect("app task").expect("clean shutdown");
+        Stopped { report, lake: self.lake, _dir: self.dir }
     }
 }
 
@@ -188,10 +197,6 @@ impl S3Server {
             .expect("s3s-fs starts");
         wait_for_port(port, Duration::from_secs(20));
         S3Server { port, root: root.to_path_buf(), child: Some(child) }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The standard AWS_* variables that point object_store at this server.

@@ -45,8 +45,8 @@ async fn bad_signatures_and_oversized_bodies_are_refused_and_nothing_is_stored()
 
     // Only this one is accepted.
     assert_eq!(app.post_signed(body("EVNT-ACCEPTED")).await.status(), 200);
-    let lake = app.lake.clone();
-    let report = app.stop().await;
+    let stopped = app.stop().await;
+    let (lake, report) = (stopped.lake.clone(), stopped.report);
     assert_eq!(report.records, 1);
     let files = parquet_files(&lake);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -71,8 +71,8 @@ async fn signed_odd_bodies_are_kept_with_a_reason_and_answered_2xx() {
     let other = br#"{"id":"EVNT-OTHER","type":"invoice.paid","data":{"object":"invoice","id":"INV-1"}}"#;
     assert_eq!(app.post_signed(new_trigger.to_vec()).await.status(), 200);
     assert_eq!(app.post_signed(other.to_vec()).await.status(), 200);
-    let lake = app.lake.clone();
-    app.stop().await;
+    let stopped = app.stop().await;
+    let lake = stopped.lake.clone();
 
     let d = duck(&format!(
         "SELECT reason, raw_body, event_id, error FROM read_parquet('{}/dead_letter/*/*.parquet') ORDER BY received_at",

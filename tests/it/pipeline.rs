@@ -39,8 +39,8 @@ async fn every_trigger_and_shape_lands_in_its_table_with_its_values() {
         let resp = app.post_signed(serde_json::to_vec(e).unwrap()).await;
         assert_eq!(resp.status(), 200, "{}", e["type"]);
     }
-    let lake = app.lake.clone();
-    let report = app.stop().await;
+    let stopped = app.stop().await;
+    let (lake, report) = (stopped.lake.clone(), stopped.report);
     assert_eq!(report.records, events.len() as u64);
 
     let b = duck(&format!(
@@ -133,8 +133,8 @@ async fn duckdb_reads_the_columns_with_their_types() {
         assert_eq!(app.post_signed(serde_json::to_vec(&e).unwrap()).await.status(), 200);
     }
     assert_eq!(app.post_signed(b"not json".to_vec()).await.status(), 200);
-    let lake = app.lake.clone();
-    app.stop().await;
+    let stopped = app.stop().await;
+    let lake = stopped.lake.clone();
     let q = |table: &str| duck(&format!("SELECT * FROM read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true) LIMIT 1", lake.display()));
     let b = q("bookings");
     for (col, ty) in [
