@@ -79,7 +79,7 @@ impl Verifier {
     pub fn new(secrets: &[WebhookSecret], tolerance_secs: u64) -> Verifier {
         let keys = secrets
             .iter()
-            .map(|s| HmacSha256::new_from_slice(s.expose().as_bytes()).expect("HMAC accepts keys of any length"))
+            .map(keyed)
             .collect();
         Verifier { keys, tolerance_secs: (tolerance_secs > 0).then_some(tolerance_secs) }
     }
@@ -89,12 +89,8 @@ impl Verifier {
         if self.tolerance_secs.is_some_and(|tol| now_unix.abs_diff(header.timestamp) > tol) {
             return Err(SignatureError::Stale);
         }
-        let t = header.timestamp.to_string();
         for key in &self.keys {
-            let mut mac = key.clone();
-            mac.update(t.as_bytes());
-            mac.update(b".");
-            mac.update(body);
+            let mac = signed(key.clone(), header.timestamp, body);
             if header.signatures.iter().any(|sig| mac.clone().verify_slice(sig).is_ok()) {
                 return Ok(());
             }
@@ -105,11 +101,21 @@ impl Verifier {
 
 /// Signs `body` at `t` with `secret`: the header value a sender puts in `Oncehub-Signature`.
 pub fn sign(secret: &WebhookSecret, t: i64, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let mac = signed(keyed(secret), t, body);
     format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The HMAC state keyed by a secret's UTF-8 bytes.
+fn keyed(secret: &WebhookSecret) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+/// `key` fed with the signed message: `t + "." + body`.
+fn signed(mut key: HmacSha256, t: i64, body: &[u8]) -> HmacSha256 {
+    key.update(t.to_string().as_bytes());
+    key.update(b".");
+    key.update(body);
+    key
 }
 
 #[cfg(test)]

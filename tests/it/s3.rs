@@ -60,15 +60,11 @@ async fn two_instances_share_a_bucket_without_collisions() {
     let d = s3.duck(
         "SELECT count(*), count(DISTINCT event_id), count(DISTINCT filename) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', filename = true, union_by_name = true)",
     );
-    let files: u64 = walk_count(&s3.root.join("lake"));
+    let files = crate::helpers::parquet_files(&s3.root.join("lake")).len() as u64;
     assert_eq!(d.rows[0][0], serde_json::json!(na + nb), "every delivery of both instances is there");
     assert_eq!(d.rows[0][1], serde_json::json!(na + nb), "no row twice");
     assert_eq!(d.rows[0][2], serde_json::json!(files), "every object holds rows; none was overwritten");
     assert!(files >= 6, "max 7 rows per file gives several files per instance: {files}");
-}
-
-fn walk_count(root: &std::path::Path) -> u64 {
-    crate::helpers::parquet_files(root).len() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
