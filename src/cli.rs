@@ -70,6 +70,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Refuse deliveries with 503 + Retry-After once the spool on disk holds this much (e.g.
+    /// while the store is down).
+    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub spool_max_bytes: NonZeroUsize,
+
+    /// Size at which the spool starts a new segment file.
+    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub spool_segment_bytes: NonZeroUsize,
+
+    /// Refuse deliveries with 503 + Retry-After when the spool's disk has less free space than this.
+    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_MIN_FREE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub spool_min_free_bytes: NonZeroUsize,
+
+    /// An event id accepted within this window is answered 2xx and not written again (e.g. 7d, 12h).
+    #[arg(long, env = "ONCEHUB_BRIDGE_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub dedup_window: Duration,
+
     /// HTTP worker threads. Default: one per CPU core.
     #[arg(long, env = "ONCEHUB_BRIDGE_WORKERS")]
     pub workers: Option<NonZeroUsize>,

@@ -11,6 +11,7 @@ use crate::batcher::FlushLimits;
 use crate::cli::ServeArgs;
 use crate::secret::WebhookSecret;
 use crate::sink::{StorageUrl, StoreError};
+use crate::spool::SpoolOptions;
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub struct ServeSettings {
     pub max_body_bytes: NonZeroUsize,
     pub shutdown_timeout: Duration,
     pub workers: Option<NonZeroUsize>,
+    pub spool: SpoolOptions,
 }
 
 impl ServeSettings {
@@ -78,7 +80,7 @@ impl ServeSettings {
         }
         Ok(ServeSettings {
             listen: args.listen,
-            data_dir,
+            data_dir: data_dir.clone(),
             storage,
             secrets,
             flush: FlushLimits {
@@ -90,6 +92,13 @@ impl ServeSettings {
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
+            spool: SpoolOptions {
+                dir: data_dir.join("spool"),
+                max_bytes: args.spool_max_bytes.get() as u64,
+                segment_bytes: args.spool_segment_bytes.get() as u64,
+                min_free_bytes: args.spool_min_free_bytes.get() as u64,
+                dedup_window: args.dedup_window,
+            },
         })
     }
 }
@@ -116,6 +125,9 @@ mod tests {
         assert_eq!(s.flush, FlushLimits::default());
         assert_eq!(s.signature_tolerance, Duration::from_secs(300));
         assert_eq!(s.max_body_bytes.get(), 1024 * 1024);
+        assert_eq!(s.spool.dir, PathBuf::from("/srv/d/spool"));
+        assert_eq!(s.spool.max_bytes, 1 << 30);
+        assert_eq!(s.spool.dedup_window, Duration::from_secs(7 * 86_400));
     }
 
     #[test]

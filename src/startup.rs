@@ -1,8 +1,9 @@
-//! Building and running the service: [`Application::build`] resolves secrets, opens the store and
-//! the spool, binds the listener and starts the batcher; [`Application::run_until_stopped`] serves
-//! until the stop token fires, then shuts down in a fixed order within the deadline:
-//! stop accepting and finish in-flight requests → close the spool → batcher drains and flushes
-//! every pending file → return.
+//! Building and running the service: [`Application::build`] resolves secrets, opens the store,
+//! opens and recovers the spool, starts the batcher, waits until it has replayed every record the
+//! store may not have (bounded by [`REPLAY_WAIT`]), then binds the listener;
+//! [`Application::run_until_stopped`] serves until the stop token fires, then shuts down in a fixed
+//! order within the deadline: stop accepting and finish in-flight requests → close the spool →
+//! batcher drains, flushes every pending file and acknowledges → writer thread exits → return.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -19,10 +20,11 @@ use crate::http::{self, WebhookState, signature::Verifier};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
 use crate::sink::{StoreError, Uploader, WriterId, open_store};
-use crate::spool::Spool;
+use crate::spool::{OpenError, Spool};
 
-/// Records the batcher may hold unread before appends wait.
-const SPOOL_CAPACITY: usize = 16_384;
+/// How long start-up waits for the replay before serving anyway. The replay only stalls when the
+/// store is down and the backlog exceeds one file; new deliveries then queue behind it on disk.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 /// The service could not start, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,10 @@ pub enum StartupError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Secret(#[from] SecretFileError),
+    #[error(transparent)]
+    Spool(#[from] OpenError),
+    #[error("cannot keep the instance id: {0}")]
+    InstanceId(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -51,7 +57,7 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    spool: Arc<Spool>,
+    spool: Spool,
     batcher: JoinHandle<Result<BatcherReport, BatcherError>>,
     abort: CancellationToken,
     shutdown_timeout: Duration,
@@ -65,18 +71,34 @@ impl Application {
         let store = open_store(&settings.storage)?;
         let catalog = Arc::new(Catalog::load()?);
 
-        let (spool, reader) = Spool::open(SPOOL_CAPACITY);
-        let spool = Arc::new(spool);
+        let writer = WriterId::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
+        let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
+        let progress = reader.progress();
         let abort = CancellationToken::new();
         let batcher = Batcher::new(
             catalog,
             settings.flush,
-            WriterId::generate(),
+            writer,
             Uploader::new(store),
             spool.clone(),
+            recovered.intents.clone(),
             abort.clone(),
         );
         let batcher = tokio::spawn(batcher.run(reader));
+        let to_replay = recovered.last.0 - recovered.checkpoint.0;
+        if to_replay > 0 {
+            let started = std::time::Instant::now();
+            let done = tokio::time::timeout(REPLAY_WAIT, async {
+                while progress.load(std::sync::atomic::Ordering::Acquire) < recovered.last.0 && !batcher.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            match done {
+                Ok(()) => tracing::info!(records = to_replay, elapsed_ms = started.elapsed().as_millis() as u64, "replayed the spool into the batcher"),
+                Err(_) => tracing::warn!(records = to_replay, "the replay is still running (is the store down?); serving anyway, new deliveries queue behind it on disk"),
+            }
+        }
 
         let state = web::Data::new(WebhookState {
             verifier: Verifier::new(&secrets, settings.signature_tolerance.as_secs()),
@@ -119,7 +141,16 @@ impl Application {
         let _ = server.await;
         self.spool.close();
         let mut batcher = self.batcher;
-        let report = match tokio::time::timeout_at(deadline, &mut batcher).await {
+        let joined = tokio::time::timeout_at(deadline, &mut batcher).await;
+        let spool = self.spool.clone();
+        let _ = tokio::task::spawn_blocking(move || spool.close_and_join()).await;
+        let stats = self.spool.stats();
+        tracing::info!(
+            records = stats.records, fsyncs = stats.fsyncs, duplicates = stats.duplicates,
+            records_per_fsync = format!("{:.1}", stats.records as f64 / stats.fsyncs.max(1) as f64),
+            "spool closed"
+        );
+        let report = match joined {
             Ok(joined) => joined??,
             Err(_) => {
                 self.abort.cancel();

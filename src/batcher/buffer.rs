@@ -43,6 +43,8 @@ pub struct TableBuffer {
     opened_at: Instant,
     first: Seq,
     last: Seq,
+    /// Set when replaying a flush intent: the file must end exactly here.
+    cut_at: Option<Seq>,
 }
 
 impl TableBuffer {
@@ -56,7 +58,23 @@ impl TableBuffer {
             opened_at: now,
             first,
             last: first,
+            cut_at: None,
         })
+    }
+
+    /// Makes this buffer reproduce a file recorded by a flush intent ending at `last`.
+    pub fn cut_at(mut self, last: Seq) -> TableBuffer {
+        self.cut_at = Some(last);
+        self
+    }
+
+    /// The intent's end, when this buffer replays one.
+    pub fn replay_end(&self) -> Option<Seq> {
+        self.cut_at
+    }
+
+    pub fn last(&self) -> Seq {
+        self.last
     }
 
     /// Adds a normalized row; `approx_bytes` is its size estimate (the delivery's length).

@@ -2,7 +2,12 @@
 //! file of its (table, dt), cuts files by rows / bytes / age, uploads them, and acknowledges the
 //! spool up to the highest sequence number below which nothing is pending.
 //!
-//! Invariants: a record's row is in exactly one file; a file never spans two dt values; the spool
+//! Before each upload it durably records a flush intent (partition + sequence range) in the spool;
+//! after a restart, records covered by an intent are cut into exactly the same file again, so the
+//! object gets the same name and the create-only PUT finds it already there: no second copy.
+//!
+//! Invariants: a record's row is in exactly one file; a file never spans two dt values; a file
+//! holds every record of its (table, dt) between its first and last sequence numbers; the spool
 //! checkpoint never passes a record whose file is not yet in the store; when the spool closes the
 //! batcher drains it and flushes every pending file before returning.
 
@@ -24,7 +29,7 @@ use crate::event::{Event, Parsed, RowInput, build_row};
 use crate::schema::{Catalog, Table};
 use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::sink::upload::UploadAborted;
-use crate::spool::{Record, Seq, Spool, SpoolReader};
+use crate::spool::{FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
 
 /// The batcher stopped without flushing everything.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,8 @@ pub enum BatcherError {
     Upload(#[from] UploadAborted),
     #[error("encoding task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// What the batcher did, for the shutdown log line.
@@ -50,7 +57,9 @@ pub struct Batcher {
     limits: FlushLimits,
     writer: WriterId,
     uploader: Uploader,
-    spool: Arc<Spool>,
+    spool: Spool,
+    /// Flush intents recovered at start, still to be replayed.
+    intents: Vec<FlushIntent>,
     /// Cancelled when shutdown's deadline passes: uploads stop retrying.
     abort: CancellationToken,
     buffers: BTreeMap<(Table, NaiveDate), TableBuffer>,
@@ -64,7 +73,8 @@ impl Batcher {
         limits: FlushLimits,
         writer: WriterId,
         uploader: Uploader,
-        spool: Arc<Spool>,
+        spool: Spool,
+        intents: Vec<FlushIntent>,
         abort: CancellationToken,
     ) -> Batcher {
         Batcher {
@@ -73,6 +83,7 @@ impl Batcher {
             writer,
             uploader,
             spool,
+            intents,
             abort,
             buffers: BTreeMap::new(),
             last_read: Seq(0),
@@ -85,7 +96,7 @@ impl Batcher {
         loop {
             let due = self.next_age_deadline();
             tokio::select! {
-                record = reader.next() => match record {
+                record = reader.next() => match record? {
                     Some(record) => self.ingest(record).await?,
                     None => break,
                 },
@@ -119,12 +130,26 @@ impl Batcher {
         let buffer = match self.buffers.entry((table, dt)) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(TableBuffer::new(schema.arrow.clone(), seq, Instant::now())?)
+                let fresh = TableBuffer::new(schema.arrow.clone(), seq, Instant::now())?;
+                let partition = ObjectKey::partition(table, dt);
+                let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
+                let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
+                    Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),
+                    Some(intent) => {
+                        tracing::warn!(partition, first = intent.first, seq = seq.0, "replay does not start where the recorded file did; writing a new file");
+                        fresh
+                    }
+                    None => fresh,
+                };
+                e.insert(fresh)
             }
         };
         buffer.push(seq, &row, delivery.body.len())?;
-        let (rows, bytes) = (buffer.rows(), buffer.bytes());
-        if let Some(reason) = should_flush(rows, bytes, std::time::Duration::ZERO, &self.limits) {
+        let reason = match buffer.replay_end() {
+            Some(end) => (seq >= end).then_some(FlushReason::Replay),
+            None => should_flush(buffer.rows(), buffer.bytes(), std::time::Duration::ZERO, &self.limits),
+        };
+        if let Some(reason) = reason {
             self.flush((table, dt), reason).await?;
         }
         Ok(())
@@ -138,6 +163,7 @@ impl Batcher {
         let due: Vec<_> = self
             .buffers
             .iter()
+            .filter(|(_, b)| b.replay_end().is_none())
             .filter_map(|(k, b)| should_flush(b.rows(), b.bytes(), now - b.opened_at(), &self.limits).map(|r| (*k, r)))
             .collect();
         for (key, reason) in due {
@@ -148,8 +174,17 @@ impl Batcher {
 
     async fn flush(&mut self, key: (Table, NaiveDate), reason: FlushReason) -> Result<(), BatcherError> {
         let Some(buffer) = self.buffers.remove(&key) else { return Ok(()) };
-        let file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
         let (table, dt) = key;
+        // A replayed file already has its intent; anything else (including a replay cut short,
+        // which should not happen) records one before the upload.
+        if buffer.replay_end() != Some(buffer.last()) {
+            if buffer.replay_end().is_some() {
+                tracing::warn!(table = table.name(), dt = %dt, "a replayed file ended early; writing it under a new name");
+            }
+            let intent = FlushIntent { partition: ObjectKey::partition(table, dt), first: buffer.first().0, last: buffer.last().0 };
+            self.spool.record_intent(intent).await?;
+        }
+        let file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
         let object = ObjectKey::for_batch(table, dt, &self.writer, file.first, file.last);
         let size = file.bytes.len();
         let outcome = self.uploader.put(&object, file.bytes, &self.abort).await?;
@@ -159,7 +194,7 @@ impl Batcher {
             table = table.name(), dt = %dt, rows = file.rows, bytes = size, reason = reason.as_str(),
             key = %object, existed = outcome == PutOutcome::AlreadyExisted, "file written"
         );
-        self.spool.ack(self.checkpoint());
+        self.spool.ack(self.checkpoint()).await?;
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub enum FlushReason {
     Bytes,
     Age,
     Shutdown,
+    /// Replay after a restart: the file is cut where a flush intent says it was cut before.
+    Replay,
 }
 
 impl FlushReason {
@@ -38,6 +40,7 @@ impl FlushReason {
             FlushReason::Bytes => "bytes",
             FlushReason::Age => "age",
             FlushReason::Shutdown => "shutdown",
+            FlushReason::Replay => "replay",
         }
     }
 }

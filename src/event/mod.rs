@@ -16,6 +16,18 @@ use serde_json::Value;
 
 use crate::schema::Table;
 
+/// The envelope `id` alone, read without building the document: the receiver's dedup key.
+/// `None` when the body is not a JSON object with a non-empty string `id`.
+pub fn peek_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let parsed: IdOnly<'_> = serde_json::from_slice(body).ok()?;
+    parsed.id.filter(|id| !id.is_empty()).map(|id| id.into_owned())
+}
+
 /// A well-formed event, parsed once.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -134,6 +146,16 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_id_reads_only_a_usable_id() {
+        assert_eq!(peek_id(br#"{"type":"x","id":"EVNT-1","data":{"id":"inner"}}"#).as_deref(), Some("EVNT-1"));
+        assert_eq!(peek_id(br#"{"id":"EV\u004eT"}"#).as_deref(), Some("EVNT"));
+        assert_eq!(peek_id(br#"{"id":""}"#), None);
+        assert_eq!(peek_id(br#"{"id":5}"#), None);
+        assert_eq!(peek_id(b"[1]"), None);
+        assert_eq!(peek_id(b"not json"), None);
+    }
 
     fn reason(body: &[u8]) -> DeadReason {
         match Event::parse(body) {

@@ -29,6 +29,9 @@ impl WebhookError {
             WebhookError::Signature(SignatureError::Mismatch) => "invalid_signature",
             WebhookError::TooLarge { .. } => "body_too_large",
             WebhookError::Payload => "bad_request_body",
+            WebhookError::Unavailable(SpoolError::Full { .. }) => "spool_full",
+            WebhookError::Unavailable(SpoolError::DiskFull) => "disk_full",
+            WebhookError::Unavailable(SpoolError::Closed) => "shutting_down",
             WebhookError::Unavailable(_) => "unavailable",
         }
     }

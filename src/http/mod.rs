@@ -12,8 +12,6 @@ mod webhook;
 
 pub use error::WebhookError;
 
-use std::sync::Arc;
-
 use actix_web::web;
 
 use crate::spool::Spool;
@@ -26,7 +24,7 @@ pub const WEBHOOK_PATH: &str = "/webhooks/oncehub";
 #[derive(Debug)]
 pub struct WebhookState {
     pub verifier: Verifier,
-    pub spool: Arc<Spool>,
+    pub spool: Spool,
     pub max_body_bytes: usize,
 }
 

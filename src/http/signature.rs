@@ -33,6 +33,11 @@ pub struct SignatureHeader {
 }
 
 impl SignatureHeader {
+    /// The signed timestamp `t`, seconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
     /// Parses `t=...,s=...`; keys are matched case-insensitively, whitespace around parts ignored,
     /// unknown keys skipped. Needs exactly one `t` and at least one well-formed `s`.
     pub fn parse(header: &str) -> Result<SignatureHeader, SignatureError> {

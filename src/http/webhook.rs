@@ -1,5 +1,6 @@
 //! `POST /webhooks/oncehub`: an adapter. Signature header, then bounded body, then verification
-//! over the raw bytes, then one `spool.append`; 200 only once that returns.
+//! over the raw bytes, then one `spool.append`; 200 only once that returns (the delivery is
+//! fsynced, or its event id was already accepted: `{"status":"duplicate"}`).
 //!
 //! A signed body is never refused for its content: what is not a well-formed event is still kept
 //! (the batcher routes it to `dead_letter`), because OnceHub retries any non-2xx for days and then
@@ -11,7 +12,8 @@ use chrono::Utc;
 use super::body::read_limited;
 use super::signature::{SignatureError, SignatureHeader};
 use super::{WebhookError, WebhookState};
-use crate::spool::Delivery;
+use crate::event::peek_id;
+use crate::spool::{Appended, Delivery, EventKey};
 
 pub(super) async fn receive(
     req: HttpRequest,
@@ -20,7 +22,8 @@ pub(super) async fn receive(
 ) -> Result<HttpResponse, WebhookError> {
     let result = accept(&req, payload, &state).await;
     match &result {
-        Ok(seq) => tracing::debug!(seq, "delivery accepted"),
+        Ok(Appended::Stored(seq)) => tracing::debug!(seq = seq.0, "delivery accepted"),
+        Ok(Appended::Duplicate) => {}
         Err(e) => tracing::warn!(
             status = actix_web::ResponseError::status_code(e).as_u16(),
             peer = ?req.peer_addr(),
@@ -28,10 +31,16 @@ pub(super) async fn receive(
             "delivery rejected"
         ),
     }
-    result.map(|_| HttpResponse::Ok().json(serde_json::json!({ "status": "accepted" })))
+    result.map(|appended| {
+        let status = match appended {
+            Appended::Stored(_) => "accepted",
+            Appended::Duplicate => "duplicate",
+        };
+        HttpResponse::Ok().json(serde_json::json!({ "status": status }))
+    })
 }
 
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) -> Result<u64, WebhookError> {
+async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) -> Result<Appended, WebhookError> {
     let header = req
         .headers()
         .get("oncehub-signature")
@@ -42,6 +51,13 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) 
     let body = read_limited(req, payload, state.max_body_bytes).await?;
     let received_at = Utc::now();
     state.verifier.verify(&header, &body, received_at.timestamp())?;
-    let delivery = Delivery { received_at, remote_addr: req.peer_addr(), body };
-    Ok(state.spool.append(delivery).await?.0)
+    let event_key = peek_id(&body).map(|id| EventKey::of(&id));
+    let delivery = Delivery {
+        received_at,
+        remote_addr: req.peer_addr(),
+        signature_timestamp: header.timestamp(),
+        event_key,
+        body,
+    };
+    Ok(state.spool.append(delivery).await?)
 }

@@ -1,24 +1,58 @@
-//! The spool: the one seam between the receiver and the batcher.
+//! The spool: a write-ahead log between the receiver and the batcher. A delivery is answered 2xx
+//! only once its record is in a segment file on local disk and fsynced.
 //!
-//! The receiver hands each accepted delivery to [`Spool::append`] and answers 2xx only when it
-//! returns; the batcher reads records in sequence order from the [`SpoolReader`] and calls
-//! [`Spool::ack`] once everything up to a sequence number is durably in the store.
+//! # On-disk layout (`<data-dir>/spool/`)
 //!
-//! This implementation is in memory: a bounded channel, so a full batcher back-pressures the
-//! receiver. The write-ahead log (issue #3) replaces the body of this module and keeps its
-//! interface: `append` then means "on local disk, fsynced", and `ack` trims the log.
+//! ```text
+//! LOCK                      held (flock) by the running process: one service per data dir
+//! wal-<first seq>.seg       segments: magic "OHBWAL01", then records (format in `record`)
+//! checkpoint.json           acknowledged checkpoint + flush intents (see `state`)
+//! dedup/YYYY-MM-DD.keys     accepted event keys per day (see `dedup`)
+//! ```
 //!
-//! Invariants: sequence numbers start at 1, grow by one per accepted record, and the reader sees
-//! records in exactly that order; after [`Spool::close`] every `append` fails and the reader ends
-//! once it has drained what was accepted before.
+//! # Invariants
+//! - Sequence numbers are dense: each segment's records are consecutive from the number in its
+//!   name, and each segment starts where the previous one ended.
+//! - A record is fsynced before the append that wrote it returns (and so before the 2xx). One
+//!   writer thread does the I/O; every append that arrives while an fsync runs joins the next
+//!   batch (group commit), so a request waits for at most the fsync in progress and its own.
+//! - The reader (the batcher) never reads past the durable end of the log.
+//! - `checkpoint` only moves forward; every record at or below it is in the store. A segment is
+//!   deleted only when its last record is at or below the durable checkpoint.
+//! - The dedup day file is fsynced before any segment is deleted, so an accepted event id is
+//!   always in a day file or in a segment; start-up reads both.
+//! - Start-up recovery cuts a torn tail of the last segment (see `recovery`), and the reader starts
+//!   at checkpoint + 1: every record not yet in the store is replayed.
+//! - A segment rolls when it has reached `segment_bytes` (at a batch boundary, so it may exceed
+//!   the size by one batch). The budget counts every segment byte on disk, acknowledged or not.
 
+mod dedup;
+mod reader;
+mod record;
+mod recovery;
+mod segment;
+mod state;
+mod writer;
+
+pub use dedup::EventKey;
+pub use reader::SpoolReader;
+pub use recovery::RecoveryError;
+pub use state::{FlushIntent, StateError};
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
+
+use self::dedup::{DedupLog, DedupMap, Entry};
+use self::state::StateFile;
 
 /// A record's position in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,7 +63,18 @@ pub struct Seq(pub u64);
 pub struct Delivery {
     pub received_at: DateTime<Utc>,
     pub remote_addr: Option<SocketAddr>,
+    /// The verified signature's `t`.
+    pub signature_timestamp: i64,
+    /// The event id's dedup key, when the body has an id.
+    pub event_key: Option<EventKey>,
     pub body: Bytes,
+}
+
+impl Delivery {
+    #[cfg(test)]
+    pub fn for_test(body: Bytes) -> Delivery {
+        Delivery { received_at: Utc::now(), remote_addr: None, signature_timestamp: 0, event_key: None, body }
+    }
 }
 
 /// A delivery with its sequence number.
@@ -39,98 +84,394 @@ pub struct Record {
     pub delivery: Delivery,
 }
 
-/// The spool refused a record.
+/// What happened to an appended delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written and fsynced at this sequence number.
+    Stored(Seq),
+    /// Its event id was accepted before, within the window: nothing written.
+    Duplicate,
+}
+
+/// Limits and places.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    pub dir: PathBuf,
+    /// Refuse appends once segments on disk would exceed this.
+    pub max_bytes: u64,
+    /// Roll to a new segment at this size.
+    pub segment_bytes: u64,
+    /// Refuse appends when the file system has less free space than this.
+    pub min_free_bytes: u64,
+    /// How long an accepted event id is remembered.
+    pub dedup_window: Duration,
+}
+
+/// The spool could not take a delivery.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("the spool is closed: the service is shutting down")]
     Closed,
+    #[error("the spool holds its limit of {limit} bytes; the store is not keeping up")]
+    Full { limit: u64 },
+    #[error("the disk holding the spool is nearly full")]
+    DiskFull,
+    #[error("the spool could not write to disk")]
+    Write,
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot read spool segment {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
 }
 
-/// The writing side, shared by every request handler.
-#[derive(Debug)]
-pub struct Spool {
-    tx: Mutex<Option<mpsc::Sender<Record>>>,
-    next_seq: Mutex<u64>,
+/// The spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot use the spool directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("another oncehub-bridge is using {0}; each instance needs its own --data-dir")]
+    Locked(PathBuf),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+}
+
+/// What start-up found in the spool.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    pub checkpoint: Seq,
+    /// The highest sequence number on disk; the reader replays `checkpoint+1 ..= last` first.
+    pub last: Seq,
+    /// Intents of files that may already be in the store; replay must cut the same files.
+    pub intents: Vec<FlushIntent>,
+    pub truncated: Option<String>,
+    pub dedup_keys: usize,
+}
+
+/// Counters, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    pub records: u64,
+    pub fsyncs: u64,
+    pub duplicates: u64,
+    pub disk_bytes: u64,
+}
+
+/// The durable end of the log, published by the writer.
+#[derive(Debug, Clone, Copy)]
+struct Durable {
+    /// First sequence number of the active segment.
+    segment: u64,
+    /// Bytes of the active segment that are fsynced.
+    offset: u64,
+    last: Seq,
+    closed: bool,
+}
+
+type BatchResult = Option<Result<u64, ()>>;
+
+/// Guarded by one mutex, held only for bookkeeping (never across I/O).
+struct Inner {
+    pending: Vec<Delivery>,
+    pending_bytes: u64,
+    /// Number of the batch `pending` will be written in.
+    batch: u64,
+    batch_done: watch::Sender<BatchResult>,
+    dedup: DedupMap,
+    closed: bool,
+    /// Every segment byte on disk.
+    disk_bytes: u64,
+    /// (first seq, size) of each segment; the last one is active.
+    segments: VecDeque<(u64, u64)>,
+    low_disk: bool,
+}
+
+struct Shared {
+    opts: SpoolOptions,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    durable: watch::Sender<Durable>,
+    /// The number of the last batch whose write finished, well or not.
+    finished_batch: watch::Sender<u64>,
+    dedup_log: Mutex<DedupLog>,
+    state: Mutex<StateFile>,
     acked: AtomicU64,
+    records: AtomicU64,
+    fsyncs: AtomicU64,
+    duplicates: AtomicU64,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    _lock: File,
 }
 
-/// The reading side, owned by the batcher.
-#[derive(Debug)]
-pub struct SpoolReader {
-    rx: mpsc::Receiver<Record>,
+impl Shared {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writing side, shared by every request handler and the batcher.
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("dir", &self.shared.opts.dir).finish_non_exhaustive()
+    }
+}
+
+enum Wait {
+    Batch(watch::Receiver<BatchResult>, u64),
+    Original(EventKey, u64),
 }
 
 impl Spool {
-    /// A spool holding at most `capacity` records not yet read by the batcher.
-    pub fn open(capacity: usize) -> (Spool, SpoolReader) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let spool = Spool { tx: Mutex::new(Some(tx)), next_seq: Mutex::new(1), acked: AtomicU64::new(0) };
-        (spool, SpoolReader { rx })
+    /// Opens (or creates) the spool, recovers it, and starts the writer thread.
+    pub fn open(opts: SpoolOptions) -> Result<(Spool, SpoolReader, Recovered), OpenError> {
+        let dir = opts.dir.clone();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| OpenError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError::Locked(dir));
+        }
+        let state = StateFile::open(&dir)?;
+        let checkpoint = Seq(state.state.checkpoint);
+
+        let mut dedup_log = DedupLog::new(dir.join("dedup")).map_err(io(&dir))?;
+        let cutoff = Utc::now().timestamp() - opts.dedup_window.as_secs() as i64;
+        let mut dedup = DedupMap::default();
+        dedup_log.load(&mut dedup, cutoff).map_err(io(&dir.join("dedup")))?;
+        let mut spooled_keys = Vec::new();
+        let scan = recovery::scan(&dir, checkpoint, |r| {
+            let secs = r.delivery.received_at.timestamp();
+            if let (Some(key), true) = (r.delivery.event_key, secs >= cutoff) {
+                dedup.insert(key, Entry { accepted_secs: secs, batch: 0 });
+                spooled_keys.push((key, secs));
+            }
+        })?;
+        // Keys seen only in segments go to the day files too, before any segment can be trimmed.
+        dedup_log.append(&spooled_keys).and_then(|()| dedup_log.sync()).map_err(io(&dir.join("dedup")))?;
+
+        let next = scan.last.0 + 1;
+        let mut segments: VecDeque<(u64, u64)> = scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
+        let active = writer::Active::create(&dir, next).map_err(io(&segment::path(&dir, next)))?;
+        segments.push_back((next, active.offset));
+        let disk_bytes = segments.iter().map(|(_, size)| size).sum();
+        let intents: Vec<_> = state.state.intents.iter().filter(|i| i.last > checkpoint.0).cloned().collect();
+        let recovered = Recovered {
+            checkpoint,
+            last: scan.last,
+            intents,
+            truncated: scan.truncated,
+            dedup_keys: dedup.len(),
+        };
+
+        let (batch_done, _) = watch::channel(None);
+        let durable = Durable { segment: next, offset: active.offset, last: scan.last, closed: false };
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                pending: Vec::new(),
+                pending_bytes: 0,
+                batch: 1,
+                batch_done,
+                dedup,
+                closed: false,
+                disk_bytes,
+                segments,
+                low_disk: false,
+            }),
+            wake: Condvar::new(),
+            durable: watch::Sender::new(durable),
+            finished_batch: watch::Sender::new(0),
+            dedup_log: Mutex::new(dedup_log),
+            state: Mutex::new(state),
+            acked: AtomicU64::new(checkpoint.0),
+            records: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            writer: Mutex::new(None),
+            opts,
+            _lock: lock,
+        });
+        let spool = Spool { shared: shared.clone() };
+        spool.trim(checkpoint);
+        let handle = writer::spawn(shared.clone(), active, next).map_err(io(&dir))?;
+        *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        let reader = SpoolReader::new(shared, Seq(checkpoint.0 + 1));
+        tracing::info!(
+            dir = %dir.display(), checkpoint = checkpoint.0, replay = scan.last.0 - checkpoint.0,
+            dedup_ids = recovered.dedup_keys, "spool opened"
+        );
+        Ok((spool, reader, recovered))
     }
 
-    /// Accepts a delivery; returns its sequence number once it is kept.
-    pub async fn append(&self, delivery: Delivery) -> Result<Seq, SpoolError> {
-        let tx = self.tx.lock().map_err(|_| SpoolError::Closed)?.clone().ok_or(SpoolError::Closed)?;
-        let permit = tx.reserve().await.map_err(|_| SpoolError::Closed)?;
-        // Assigning the number and sending under one lock keeps the reader's order = seq order.
-        let mut next = self.next_seq.lock().map_err(|_| SpoolError::Closed)?;
-        let seq = Seq(*next);
-        *next += 1;
-        permit.send(Record { seq, delivery });
-        Ok(seq)
+    /// Keeps a delivery: returns once it is fsynced, or once its event id is known to be kept.
+    pub async fn append(&self, delivery: Delivery) -> Result<Appended, SpoolError> {
+        let wait = self.enqueue(delivery)?;
+        match wait {
+            Wait::Batch(mut rx, index) => {
+                let done = rx.wait_for(Option::is_some).await.map_err(|_| SpoolError::Closed)?;
+                match *done {
+                    Some(Ok(first)) => Ok(Appended::Stored(Seq(first + index))),
+                    _ => Err(SpoolError::Write),
+                }
+            }
+            Wait::Original(key, batch) => {
+                // The first copy may still be on its way to disk: answer only once it is there.
+                let mut finished = self.shared.finished_batch.subscribe();
+                finished.wait_for(|f| *f >= batch).await.map_err(|_| SpoolError::Closed)?;
+                if self.shared.inner().dedup.get(&key).is_none() {
+                    return Err(SpoolError::Write);
+                }
+                let n = self.shared.duplicates.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::info!(duplicates_total = n, "duplicate delivery of an event already accepted; not written again");
+                Ok(Appended::Duplicate)
+            }
+        }
     }
 
-    /// Everything up to and including `upto` is durably in the store.
-    pub fn ack(&self, upto: Seq) {
-        self.acked.fetch_max(upto.0, Ordering::AcqRel);
+    fn enqueue(&self, delivery: Delivery) -> Result<Wait, SpoolError> {
+        let mut inner = self.shared.inner();
+        if inner.closed {
+            return Err(SpoolError::Closed);
+        }
+        if let Some(key) = delivery.event_key
+            && let Some(entry) = inner.dedup.get(&key)
+        {
+            return Ok(Wait::Original(key, entry.batch));
+        }
+        let size = record::encoded_len(&delivery) as u64;
+        let limit = self.shared.opts.max_bytes;
+        if inner.disk_bytes + inner.pending_bytes + size > limit {
+            return Err(SpoolError::Full { limit });
+        }
+        if inner.low_disk {
+            return Err(SpoolError::DiskFull);
+        }
+        if let Some(key) = delivery.event_key {
+            let entry = Entry { accepted_secs: delivery.received_at.timestamp(), batch: inner.batch };
+            inner.dedup.insert(key, entry);
+        }
+        let index = inner.pending.len() as u64;
+        inner.pending.push(delivery);
+        inner.pending_bytes += size;
+        let rx = inner.batch_done.subscribe();
+        drop(inner);
+        self.shared.wake.notify_one();
+        Ok(Wait::Batch(rx, index))
     }
 
-    /// The highest acknowledged sequence number (0 before the first ack).
+    /// Durably notes that a file holding `intent` is about to be uploaded.
+    pub async fn record_intent(&self, intent: FlushIntent) -> Result<(), SpoolError> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.state.intents.push(intent);
+            state.save().map_err(SpoolError::from)
+        })
+        .await
+    }
+
+    /// Everything up to and including `upto` is durably in the store: persist the checkpoint and
+    /// delete the segments wholly behind it.
+    pub async fn ack(&self, upto: Seq) -> Result<(), SpoolError> {
+        if upto <= self.acked() {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let spool = self.clone();
+        blocking(move || {
+            // Day files first: a trimmed segment's event ids must be kept elsewhere.
+            let synced = shared.dedup_log.lock().unwrap_or_else(|p| p.into_inner()).sync();
+            if let Err(e) = &synced {
+                tracing::warn!(error = %e, "cannot sync the dedup index; keeping segments until it can");
+            }
+            {
+                let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.state.checkpoint = upto.0;
+                state.state.intents.retain(|i| i.last > upto.0);
+                state.save()?;
+            }
+            shared.acked.fetch_max(upto.0, Ordering::AcqRel);
+            if synced.is_ok() {
+                spool.trim(upto);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the segments whose records are all at or below `checkpoint` (never the active one).
+    fn trim(&self, checkpoint: Seq) {
+        let doomed: Vec<u64> = {
+            let mut inner = self.shared.inner();
+            let mut doomed = Vec::new();
+            while inner.segments.len() > 1 && inner.segments[1].0 - 1 <= checkpoint.0 {
+                if let Some((first, size)) = inner.segments.pop_front() {
+                    inner.disk_bytes -= size;
+                    doomed.push(first);
+                }
+            }
+            doomed
+        };
+        for first in doomed {
+            let path = segment::path(&self.shared.opts.dir, first);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(segment = %path.display(), error = %e, "cannot delete an acknowledged spool segment");
+            }
+        }
+    }
+
+    /// The highest acknowledged sequence number.
     pub fn acked(&self) -> Seq {
-        Seq(self.acked.load(Ordering::Acquire))
+        Seq(self.shared.acked.load(Ordering::Acquire))
     }
 
-    /// Refuses further appends; the reader ends after draining what was accepted.
+    /// The highest sequence number that is durable.
+    pub fn durable(&self) -> Seq {
+        self.shared.durable.borrow().last
+    }
+
+    pub fn stats(&self) -> SpoolStats {
+        SpoolStats {
+            records: self.shared.records.load(Ordering::Relaxed),
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
+            duplicates: self.shared.duplicates.load(Ordering::Relaxed),
+            disk_bytes: self.shared.inner().disk_bytes,
+        }
+    }
+
+    /// Refuses further appends; the writer finishes what it holds, and the reader ends once it has
+    /// read everything durable.
     pub fn close(&self) {
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
+        self.shared.inner().closed = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Closes and waits (blocking) for the writer thread to finish its last batch and exit.
+    pub fn close_and_join(&self) {
+        self.close();
+        let handle = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the spool writer thread panicked");
         }
     }
 }
 
-impl SpoolReader {
-    /// The next record in sequence order; `None` once the spool is closed and drained.
-    pub async fn next(&mut self) -> Option<Record> {
-        self.rx.recv().await
-    }
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| SpoolError::Write)?
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery(body: &'static str) -> Delivery {
-        Delivery { received_at: Utc::now(), remote_addr: None, body: Bytes::from_static(body.as_bytes()) }
-    }
-
-    #[tokio::test]
-    async fn sequence_numbers_are_dense_and_ordered_and_close_drains() {
-        let (spool, mut reader) = Spool::open(8);
-        let a = spool.append(delivery("a")).await.unwrap();
-        let b = spool.append(delivery("b")).await.unwrap();
-        assert_eq!((a, b), (Seq(1), Seq(2)));
-        spool.close();
-        assert!(matches!(spool.append(delivery("c")).await, Err(SpoolError::Closed)));
-        assert_eq!(reader.next().await.unwrap().seq, Seq(1));
-        assert_eq!(reader.next().await.unwrap().delivery.body, "b");
-        assert!(reader.next().await.is_none());
-    }
-
-    #[test]
-    fn ack_only_moves_forward() {
-        let (spool, _reader) = Spool::open(1);
-        spool.ack(Seq(5));
-        spool.ack(Seq(3));
-        assert_eq!(spool.acked(), Seq(5));
-    }
-}
+mod tests;

@@ -12,6 +12,7 @@ use oncehub_bridge::config::{SecretSource, ServeSettings};
 use oncehub_bridge::http::signature::sign;
 use oncehub_bridge::secret::WebhookSecret;
 use oncehub_bridge::sink::StorageUrl;
+use oncehub_bridge::spool::SpoolOptions;
 use oncehub_bridge::startup::{Application, StartupError};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -76,6 +77,13 @@ pub fn settings(dir: &Path) -> ServeSettings {
         max_body_bytes: std::num::NonZeroUsize::new(1024 * 1024).unwrap(),
         shutdown_timeout: Duration::from_secs(30),
         workers: std::num::NonZeroUsize::new(2),
+        spool: SpoolOptions {
+            dir: dir.join("data/spool"),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            min_free_bytes: 0,
+            dedup_window: Duration::from_secs(7 * 86_400),
+        },
     }
 }
 

@@ -1,0 +1,261 @@
+//! The dedup index: which event ids were accepted within the window.
+//!
+//! In memory it is a map from [`EventKey`] (the first 16 bytes of SHA-256 of the event id: exact in
+//! practice, 16 bytes per id whatever the id's length) to when it was accepted and in which write
+//! batch. On disk it is one append-only file per UTC day, `<spool>/dedup/YYYY-MM-DD.keys`, of
+//! 32-byte entries:
+//!
+//! ```text
+//! 0   16  event key
+//! 16  8   accepted at, seconds since the Unix epoch, i64 LE
+//! 24  4   CRC32C of bytes 0..24, u32 LE
+//! 28  4   zero
+//! ```
+//!
+//! Invariants: an entry is appended after its record is fsynced in a segment, and the day file is
+//! fsynced before any segment is deleted, so every accepted id is always in a day file or in a
+//! segment; on start both are read. Day files older than the window are deleted; a torn or
+//! corrupt entry (a crash mid-append) is skipped.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sha2::{Digest, Sha256};
+
+const ENTRY_LEN: usize = 32;
+
+/// The dedup key of one event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventKey(pub [u8; 16]);
+
+impl EventKey {
+    pub fn of(event_id: &str) -> EventKey {
+        let digest = Sha256::digest(event_id.as_bytes());
+        let mut key = [0; 16];
+        key.copy_from_slice(&digest[..16]);
+        EventKey(key)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub accepted_secs: i64,
+    /// The write batch that holds the record; 0 for entries loaded at start (durable).
+    pub batch: u64,
+}
+
+/// The in-memory map.
+#[derive(Debug, Default)]
+pub struct DedupMap {
+    map: HashMap<EventKey, Entry>,
+}
+
+impl DedupMap {
+    pub fn get(&self, key: &EventKey) -> Option<Entry> {
+        self.map.get(key).copied()
+    }
+
+    pub fn insert(&mut self, key: EventKey, entry: Entry) {
+        self.map.insert(key, entry);
+    }
+
+    /// Forgets keys of a batch that failed to be written.
+    pub fn forget_batch(&mut self, keys: impl IntoIterator<Item = EventKey>, batch: u64) {
+        for key in keys {
+            if self.map.get(&key).is_some_and(|e| e.batch == batch) {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    /// Drops entries accepted before `cutoff_secs`.
+    pub fn expire(&mut self, cutoff_secs: i64) {
+        self.map.retain(|_, e| e.accepted_secs >= cutoff_secs);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+}
+
+/// The day files.
+#[derive(Debug)]
+pub struct DedupLog {
+    dir: PathBuf,
+    open: Option<(NaiveDate, io::BufWriter<File>)>,
+}
+
+impl DedupLog {
+    pub fn new(dir: PathBuf) -> io::Result<DedupLog> {
+        fs::create_dir_all(&dir)?;
+        Ok(DedupLog { dir, open: None })
+    }
+
+    /// Reads every day file not older than `cutoff_secs` into `map`; deletes older ones.
+    pub fn load(&self, map: &mut DedupMap, cutoff_secs: i64) -> io::Result<usize> {
+        let mut loaded = 0;
+        for (day, path) in self.day_files()? {
+            if day_end_secs(day) < cutoff_secs {
+                remove_quietly(&path);
+                continue;
+            }
+            let bytes = fs::read(&path)?;
+            for entry in bytes.chunks_exact(ENTRY_LEN) {
+                if let Some((key, secs)) = decode(entry).filter(|(_, secs)| *secs >= cutoff_secs) {
+                    map.insert(key, Entry { accepted_secs: secs, batch: 0 });
+                    loaded += 1;
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Appends entries (buffered; see [`Self::sync`]).
+    pub fn append(&mut self, keys: &[(EventKey, i64)]) -> io::Result<()> {
+        for &(key, secs) in keys {
+            let day = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default().date_naive();
+            let writer = match &mut self.open {
+                Some((d, w)) if *d == day => w,
+                _ => {
+                    self.sync()?;
+                    let file = OpenOptions::new().create(true).append(true).open(self.day_path(day))?;
+                    &mut self.open.insert((day, io::BufWriter::with_capacity(64 * 1024, file))).1
+                }
+            };
+            writer.write_all(&encode(key, secs))?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended entry durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some((_, w)) = &mut self.open {
+            w.flush()?;
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes day files entirely older than `cutoff_secs`.
+    pub fn expire(&mut self, cutoff_secs: i64) -> io::Result<()> {
+        for (day, path) in self.day_files()? {
+            let current = self.open.as_ref().is_some_and(|(d, _)| *d == day);
+            if !current && day_end_secs(day) < cutoff_secs {
+                remove_quietly(&path);
+            }
+        }
+        Ok(())
+    }
+
+    fn day_path(&self, day: NaiveDate) -> PathBuf {
+        self.dir.join(format!("{}.keys", day.format("%Y-%m-%d")))
+    }
+
+    fn day_files(&self) -> io::Result<Vec<(NaiveDate, PathBuf)>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let day = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".keys"))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            if let Some(day) = day {
+                files.push((day, path));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+}
+
+fn day_end_secs(day: NaiveDate) -> i64 {
+    day.succ_opt().unwrap_or(day).and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(i64::MAX)
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot delete an expired dedup file");
+    }
+}
+
+fn encode(key: EventKey, secs: i64) -> [u8; ENTRY_LEN] {
+    let mut out = [0; ENTRY_LEN];
+    out[..16].copy_from_slice(&key.0);
+    out[16..24].copy_from_slice(&secs.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..24]);
+    out[24..28].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode(entry: &[u8]) -> Option<(EventKey, i64)> {
+    let crc = u32::from_le_bytes(entry.get(24..28)?.try_into().ok()?);
+    if crc32c::crc32c(entry.get(..24)?) != crc {
+        return None;
+    }
+    let key = EventKey(entry.get(..16)?.try_into().ok()?);
+    let secs = i64::from_le_bytes(entry.get(16..24)?.try_into().ok()?);
+    Some((key, secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    const NOW: i64 = 1_763_800_000;
+
+    #[test]
+    fn keys_are_stable_and_distinct() {
+        assert_eq!(EventKey::of("EVNT-1"), EventKey::of("EVNT-1"));
+        assert_ne!(EventKey::of("EVNT-1"), EventKey::of("EVNT-2"));
+    }
+
+    #[test]
+    fn entries_survive_a_reopen_and_old_days_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = DedupLog::new(dir.path().into()).unwrap();
+        let old = EventKey::of("old");
+        let fresh = EventKey::of("fresh");
+        log.append(&[(old, NOW - 10 * DAY), (fresh, NOW)]).unwrap();
+        log.sync().unwrap();
+        drop(log);
+
+        let log = DedupLog::new(dir.path().into()).unwrap();
+        let mut map = DedupMap::default();
+        assert_eq!(log.load(&mut map, NOW - 7 * DAY).unwrap(), 1);
+        assert!(map.get(&fresh).is_some() && map.get(&old).is_none());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the old day file is deleted");
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_entry_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = DedupLog::new(dir.path().into()).unwrap();
+        log.append(&[(EventKey::of("a"), NOW), (EventKey::of("b"), NOW)]).unwrap();
+        log.sync().unwrap();
+        let path = log.day_files().unwrap()[0].1.clone();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[3] ^= 1; // corrupt "a"
+        bytes.extend_from_slice(&[1, 2, 3]); // torn tail
+        fs::write(&path, bytes).unwrap();
+        let mut map = DedupMap::default();
+        assert_eq!(log.load(&mut map, 0).unwrap(), 1);
+        assert!(map.get(&EventKey::of("b")).is_some());
+    }
+
+    #[test]
+    fn a_failed_batch_forgets_only_its_own_keys() {
+        let mut map = DedupMap::default();
+        let k = EventKey::of("k");
+        map.insert(k, Entry { accepted_secs: NOW, batch: 3 });
+        map.forget_batch([k], 4);
+        assert!(map.get(&k).is_some());
+        map.forget_batch([k], 3);
+        assert!(map.get(&k).is_none());
+    }
+}

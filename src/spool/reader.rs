@@ -1,0 +1,117 @@
+//! The reading side, owned by the batcher: records in sequence order, read back from the segment
+//! files (so a backlog waits on disk, not in memory), never past the durable end of the log.
+//!
+//! It starts at checkpoint + 1, so after a restart it first replays what the store does not have
+//! yet, then follows the writer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use super::segment::{self, Cursor, CursorError};
+use super::{Durable, Record, Seq, Shared, SpoolError};
+
+pub struct SpoolReader {
+    shared: Arc<Shared>,
+    durable: watch::Receiver<Durable>,
+    open: Option<OpenSegment>,
+    /// The next sequence number to hand out.
+    next: u64,
+    /// Highest sequence number handed out, shared for start-up's replay wait.
+    progress: Arc<AtomicU64>,
+}
+
+struct OpenSegment {
+    first: u64,
+    cursor: Cursor,
+    /// The file's length once the writer has moved past it.
+    sealed_len: Option<u64>,
+}
+
+impl SpoolReader {
+    pub(super) fn new(shared: Arc<Shared>, start: Seq) -> SpoolReader {
+        let durable = shared.durable.subscribe();
+        let progress = Arc::new(AtomicU64::new(start.0.saturating_sub(1)));
+        SpoolReader { shared, durable, open: None, next: start.0, progress }
+    }
+
+    /// The highest sequence number read so far (shared counter).
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        self.progress.clone()
+    }
+
+    /// The next record; `Ok(None)` once the spool is closed and everything durable was read.
+    pub async fn next(&mut self) -> Result<Option<Record>, SpoolError> {
+        loop {
+            let durable = *self.durable.borrow_and_update();
+            if self.open.is_none() {
+                if self.next > durable.last.0 {
+                    if durable.closed {
+                        return Ok(None);
+                    }
+                    if self.durable.changed().await.is_err() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                self.open = Some(self.open_segment()?);
+            }
+            let Some(open) = self.open.as_mut() else { continue };
+            let limit = if open.first == durable.segment {
+                durable.offset
+            } else {
+                match open.sealed_len {
+                    Some(len) => len,
+                    None => {
+                        let path = segment::path(&self.shared.opts.dir, open.first);
+                        let len = std::fs::metadata(&path).map_err(|source| SpoolError::Read { path, source })?.len();
+                        *open.sealed_len.insert(len)
+                    }
+                }
+            };
+            match open.cursor.next(limit) {
+                Ok(Some(record)) if record.seq.0 < self.next => continue,
+                Ok(Some(record)) => {
+                    self.next = record.seq.0 + 1;
+                    self.progress.store(record.seq.0, Ordering::Release);
+                    return Ok(Some(record));
+                }
+                Ok(None) if open.first == durable.segment => {
+                    if durable.closed {
+                        return Ok(None);
+                    }
+                    if self.durable.changed().await.is_err() {
+                        return Ok(None);
+                    }
+                }
+                Ok(None) => self.open = None,
+                Err(e) => {
+                    let path = segment::path(&self.shared.opts.dir, open.first);
+                    let source = match e {
+                        CursorError::Io(e) => e,
+                        other => std::io::Error::other(other.to_string()),
+                    };
+                    return Err(SpoolError::Read { path, source });
+                }
+            }
+        }
+    }
+
+    /// Opens the segment holding `self.next`.
+    fn open_segment(&self) -> Result<OpenSegment, SpoolError> {
+        let first = {
+            let inner = self.shared.inner();
+            inner.segments.iter().map(|(first, _)| *first).filter(|f| *f <= self.next).max()
+        };
+        let path = segment::path(&self.shared.opts.dir, first.unwrap_or(self.next));
+        let cursor = Cursor::open(&path).map_err(|e| SpoolError::Read {
+            path: path.clone(),
+            source: match e {
+                CursorError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        })?;
+        Ok(OpenSegment { first: first.unwrap_or(self.next), cursor, sealed_len: None })
+    }
+}
