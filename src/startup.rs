@@ -81,7 +81,7 @@ impl Application {
             writer,
             Uploader::new(store),
             spool.clone(),
-            recovered.intents.clone(),
+            (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
         );
         let batcher = tokio::spawn(batcher.run(reader));

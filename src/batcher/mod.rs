@@ -2,9 +2,11 @@
 //! file of its (table, dt), cuts files by rows / bytes / age, uploads them, and acknowledges the
 //! spool up to the highest sequence number below which nothing is pending.
 //!
-//! Before each upload it durably records a flush intent (partition + sequence range) in the spool;
-//! after a restart, records covered by an intent are cut into exactly the same file again, so the
-//! object gets the same name and the create-only PUT finds it already there: no second copy.
+//! Before each upload it durably records a flush intent (partition + sequence range) in the spool.
+//! After a restart, a replayed record covered by an intent is either skipped, when the intent
+//! starts at or below the recovered checkpoint (the checkpoint only passes a file's first record
+//! once that file is in the store), or cut into exactly the same file again, so the object gets
+//! the same name and the create-only PUT finds it already there. Either way: no second copy.
 //!
 //! Invariants: a record's row is in exactly one file; a file never spans two dt values; a file
 //! holds every record of its (table, dt) between its first and last sequence numbers; the spool
@@ -58,8 +60,10 @@ pub struct Batcher {
     writer: WriterId,
     uploader: Uploader,
     spool: Spool,
-    /// Flush intents recovered at start, still to be replayed.
+    /// Recovered intents of files that may not be in the store: replay cuts them again.
     intents: Vec<FlushIntent>,
+    /// Recovered intents of files known to be in the store: replay skips their records.
+    written: Vec<FlushIntent>,
     /// Cancelled when shutdown's deadline passes: uploads stop retrying.
     abort: CancellationToken,
     buffers: BTreeMap<(Table, NaiveDate), TableBuffer>,
@@ -74,9 +78,11 @@ impl Batcher {
         writer: WriterId,
         uploader: Uploader,
         spool: Spool,
-        intents: Vec<FlushIntent>,
+        recovered: (Seq, Vec<FlushIntent>),
         abort: CancellationToken,
     ) -> Batcher {
+        let (checkpoint, intents) = recovered;
+        let (written, intents) = intents.into_iter().partition(|i| i.first <= checkpoint.0);
         Batcher {
             catalog,
             limits,
@@ -84,6 +90,7 @@ impl Batcher {
             uploader,
             spool,
             intents,
+            written,
             abort,
             buffers: BTreeMap::new(),
             last_read: Seq(0),
@@ -125,13 +132,16 @@ impl Batcher {
             }
         };
         let input = RowInput { json, body: &delivery.body, received_at: delivery.received_at, dead };
+        let partition = ObjectKey::partition(table, dt);
+        if self.written.iter().any(|i| i.covers(&partition, seq)) {
+            return Ok(()); // replayed, but its file is in the store already
+        }
         let schema = self.catalog.table(table);
         let row = build_row(schema, &input);
         let buffer = match self.buffers.entry((table, dt)) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let fresh = TableBuffer::new(schema.arrow.clone(), seq, Instant::now())?;
-                let partition = ObjectKey::partition(table, dt);
                 let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
                 let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
                     Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),

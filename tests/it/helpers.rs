@@ -254,7 +254,8 @@ impl Binary {
     pub fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, String)]) -> Binary {
         let port = free_port();
         let stderr_path = data_dir.with_extension("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        // Appended to, so one log covers every restart on the same data dir.
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -277,6 +278,14 @@ impl Binary {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit status.
