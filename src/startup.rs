@@ -131,17 +131,27 @@ impl Application {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<BatcherReport, StartupError> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
+        let mut batcher = self.batcher;
+        // The batcher only ends early on an error (the spool cannot be read, say): then the
+        // service stops too, non-zero, so a supervisor restarts it and the spool is replayed.
+        let mut ended = None;
         let served = tokio::select! {
             () = stop.cancelled() => Ok(()),
             r = &mut server => r.map_err(StartupError::Join)?.map_err(StartupError::Server),
+            r = &mut batcher => {
+                ended = Some(r);
+                Ok(())
+            }
         };
         tracing::info!("shutting down: refusing new deliveries, flushing pending files");
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         handle.stop(true).await;
         let _ = server.await;
         self.spool.close();
-        let mut batcher = self.batcher;
-        let joined = tokio::time::timeout_at(deadline, &mut batcher).await;
+        let joined = match ended {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(deadline, &mut batcher).await,
+        };
         let spool = self.spool.clone();
         let _ = tokio::task::spawn_blocking(move || spool.close_and_join()).await;
         let stats = self.spool.stats();

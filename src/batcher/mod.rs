@@ -99,7 +99,15 @@ impl Batcher {
     }
 
     /// Runs until the spool is closed and drained, then flushes everything.
-    pub async fn run(mut self, mut reader: SpoolReader) -> Result<BatcherReport, BatcherError> {
+    pub async fn run(self, reader: SpoolReader) -> Result<BatcherReport, BatcherError> {
+        let result = self.run_inner(reader).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the batcher stopped; deliveries stay in the spool until a restart");
+        }
+        result
+    }
+
+    async fn run_inner(mut self, mut reader: SpoolReader) -> Result<BatcherReport, BatcherError> {
         loop {
             let due = self.next_age_deadline();
             tokio::select! {

@@ -421,6 +421,7 @@ impl Spool {
             }
             doomed
         };
+        tracing::debug!(checkpoint = checkpoint.0, deleted = doomed.len(), "spool acknowledged");
         for first in doomed {
             let path = segment::path(&self.shared.opts.dir, first);
             if let Err(e) = fs::remove_file(&path) {

@@ -64,8 +64,11 @@ impl SpoolReader {
                 match open.sealed_len {
                     Some(len) => len,
                     None => {
-                        let path = segment::path(&self.shared.opts.dir, open.first);
-                        let len = std::fs::metadata(&path).map_err(|source| SpoolError::Read { path, source })?.len();
+                        // The open file, not the path: an acknowledged segment may be deleted already.
+                        let len = open.cursor.len().map_err(|source| SpoolError::Read {
+                            path: segment::path(&self.shared.opts.dir, open.first),
+                            source,
+                        })?;
                         *open.sealed_len.insert(len)
                     }
                 }

@@ -76,6 +76,11 @@ impl Cursor {
         Ok(Cursor { file, buf: Vec::new(), buf_at: 0, offset: MAGIC.len() as u64 })
     }
 
+    /// The file's current length (of the open file: valid even after the path is deleted).
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
     /// The next record wholly below `limit`; `None` exactly at `limit`.
     pub fn next(&mut self, limit: u64) -> Result<Option<Record>, CursorError> {
         let at = self.offset;

@@ -11,7 +11,7 @@ use oncehub_bridge::samples;
 use rand::Rng;
 use serde_json::json;
 
-use crate::helpers::{Binary, S3Server, SECRET, duck, free_port, post_signed_to};
+use crate::helpers::{Binary, DeadStore, S3Server, SECRET, duck, post_signed_to};
 
 /// `rounds` × 30 sample deliveries with unique ids: (event id, body).
 fn deliveries(tag: &str, rounds: usize) -> Vec<(String, Vec<u8>)> {
@@ -151,6 +151,7 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
     }
 
     s3.stop();
+    let dead = DeadStore::hold(s3_port);
     let mut accepted_bytes = 0;
     let refused = loop {
         let (id, body) = pending.pop_front().expect("the budget bites before the deliveries run out");
@@ -170,6 +171,7 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
     assert_eq!(refused["error"], "spool_full");
     assert!(accepted_bytes > budget / 2, "the spool took {accepted_bytes} bytes before refusing");
 
+    dead.release();
     let s3 = S3Server::start_on(s3_port, &s3_root);
     let start = Instant::now();
     while let Some((id, body)) = pending.pop_front() {
@@ -178,7 +180,7 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
             acked.push(id);
         } else {
             assert_eq!(status, 503);
-            assert!(start.elapsed() < Duration::from_secs(60), "the spool never drained");
+            assert!(start.elapsed() < Duration::from_secs(60), "the spool never drained: {}", bin.stderr());
             pending.push_front((id, body));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -271,8 +273,7 @@ async fn the_same_event_twice_and_again_after_a_restart_gives_one_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_then_restart_replays_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let s3_port = free_port();
-    let s3 = S3Server::start_on(s3_port, &dir.path().join("s3"));
+    let s3 = S3Server::start(&dir.path().join("s3"));
     let data = dir.path().join("data");
     let mut bin = serve_s3(&data, s3.port, &[]);
     let client = reqwest::Client::new();

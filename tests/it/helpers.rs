@@ -41,6 +41,40 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Holds a port while a store is "down": accepts connections and drops them at once, so clients
+/// fail fast, and no other test's server can take the port meanwhile.
+pub struct DeadStore {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DeadStore {
+    pub fn hold(port: u16) -> DeadStore {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free to hold");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                drop(conn);
+                if flag.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+            }
+        });
+        DeadStore { port, stop, thread: Some(thread) }
+    }
+
+    /// Frees the port (to start the real store on it).
+    pub fn release(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -262,7 +296,7 @@ impl Binary {
             .arg(data_dir)
             .args(args)
             .env_remove("ONCEHUB_WEBHOOK_SECRET")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("BRIDGE_LOG").unwrap_or_else(|_| "info".into()))
             .envs(envs.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -7,7 +7,7 @@ use chrono::Utc;
 use oncehub_bridge::samples;
 use serde_json::json;
 
-use crate::helpers::{Binary, S3_SECRET, S3Server, SECRET, free_port, post_signed_to};
+use crate::helpers::{Binary, DeadStore, S3_SECRET, S3Server, SECRET, free_port, post_signed_to};
 
 async fn send_all(url: &str, tag: &str) -> usize {
     let client = reqwest::Client::new();
@@ -71,6 +71,7 @@ async fn two_instances_share_a_bucket_without_collisions() {
 async fn a_store_outage_is_retried_until_the_store_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let s3_port = free_port();
+    let dead = DeadStore::hold(s3_port);
     let mut bin = serve_s3(dir.path(), "a", s3_port, &["--flush-interval", "300ms"]);
     let sent = send_all(&bin.url(), "outage").await;
     let start = Instant::now();
@@ -78,6 +79,7 @@ async fn a_store_outage_is_retried_until_the_store_is_back() {
         assert!(start.elapsed() < Duration::from_secs(30), "no retry logged: {}", bin.stderr());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    dead.release();
     let s3 = S3Server::start_on(s3_port, &dir.path().join("s3"));
     assert!(bin.terminate(Duration::from_secs(60)).success(), "flushes once the store is back, then exits 0");
     let d = s3.duck("SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
