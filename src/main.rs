@@ -7,7 +7,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = oncehub_bridge::cli::Cli::parse();
     oncehub_bridge::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(oncehub_bridge::startup::background_priority)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

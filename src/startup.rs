@@ -130,14 +130,20 @@ impl Application {
     /// Serves until `stop` is cancelled, then shuts down in order within the deadline.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<BatcherReport, StartupError> {
         let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
+        // Polled here, not spawned: in the binary this runs on the main thread, so the HTTP worker
+        // threads it starts keep the default priority (see `background_priority`).
+        let mut server = std::pin::pin!(self.server);
+        let mut server_done = false;
         let mut batcher = self.batcher;
         // The batcher only ends early on an error (the spool cannot be read, say): then the
         // service stops too, non-zero, so a supervisor restarts it and the spool is replayed.
         let mut ended = None;
         let served = tokio::select! {
             () = stop.cancelled() => Ok(()),
-            r = &mut server => r.map_err(StartupError::Join)?.map_err(StartupError::Server),
+            r = &mut server => {
+                server_done = true;
+                r.map_err(StartupError::Server)
+            }
             r = &mut batcher => {
                 ended = Some(r);
                 Ok(())
@@ -145,8 +151,13 @@ impl Application {
         };
         tracing::info!("shutting down: refusing new deliveries, flushing pending files");
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
-        handle.stop(true).await;
-        let _ = server.await;
+        // The server future is polled here, so it must run alongside the stop request it answers.
+        let stopped = handle.stop(true);
+        if server_done {
+            stopped.await;
+        } else {
+            let (_, _) = tokio::join!(stopped, &mut server);
+        }
         self.spool.close();
         let joined = match ended {
             Some(r) => Ok(r),
@@ -190,5 +201,16 @@ fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, Start
             );
             Ok(vec![secret])
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10). The runtime's threads run the
+/// batcher (JSON decoding, Parquet encoding, uploads): work the spool absorbs when it lags, while
+/// the HTTP workers and the spool writer, started from the main thread, keep the default priority
+/// so acknowledgements are not queued behind encoding on a busy machine.
+pub fn background_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!(error = %e, "cannot lower the batcher threads' priority");
     }
 }

@@ -389,7 +389,9 @@ impl Spool {
         let spool = self.clone();
         blocking(move || {
             // Day files first: a trimmed segment's event ids must be kept elsewhere.
-            let synced = shared.dedup_log.lock().unwrap_or_else(|p| p.into_inner()).sync();
+            // The fsync runs outside the lock: the writer thread appends to the log after every batch.
+            let flushed = shared.dedup_log.lock().unwrap_or_else(|p| p.into_inner()).flushed();
+            let synced = flushed.and_then(|file| file.map_or(Ok(()), |f| f.sync_data()));
             if let Err(e) = &synced {
                 tracing::warn!(error = %e, "cannot sync the dedup index; keeping segments until it can");
             }
