@@ -15,11 +15,7 @@ if [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
   s3s_pid=$!
 fi
 
-if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, pytz" 2>/dev/null; then
-  echo "== installing DuckDB into $TOOLS/venv"
-  python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 pytz
-fi
+bash scripts/duckdb-venv.sh
 
 echo "== building"
 cargo build --tests --bins --locked
