@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: the batcher's Parquet buffers grow and shrink all the time, which glibc's malloc
+/// answers with page faults and fragmentation (measured with `bench/run.sh`: see the README).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = oncehub_bridge::cli::Cli::parse();
     oncehub_bridge::telemetry::init();
