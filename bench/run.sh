@@ -106,7 +106,12 @@ bridge=$!
 pids+=("$bridge")
 wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
 # VmHWM is the kernel's own peak RSS; the last reading before exit is the run's peak.
-(while kill -0 "$bridge" 2>/dev/null; do grep VmHWM "/proc/$bridge/status" >"$WORK/hwm.tmp" 2>/dev/null && mv "$WORK/hwm.tmp" "$WORK/hwm"; sleep 0.2; done) &
+# /proc/PID/stat fields 14 and 15: user and system CPU time in clock ticks, read the same way.
+(while kill -0 "$bridge" 2>/dev/null; do
+  grep VmHWM "/proc/$bridge/status" >"$WORK/hwm.tmp" 2>/dev/null && mv "$WORK/hwm.tmp" "$WORK/hwm"
+  cut -d')' -f2 "/proc/$bridge/stat" 2>/dev/null | awk '{print $12 + $13}' >"$WORK/cpu.tmp" && mv "$WORK/cpu.tmp" "$WORK/cpu"
+  sleep 0.2
+done) &
 
 fixed=$(load fixed "http://127.0.0.1:$BRIDGE_PORT" "$WORK/rate.txt" $((RATE_SECS * 3)) "$RATE")
 # Let the fixed-rate deliveries reach the lake alone, so their lag is not the saturation backlog's.
@@ -124,6 +129,7 @@ wait "$bridge" || { tail -20 "$WORK/serve.log" >&2; echo "the bridge did not sto
 drain=$("$PY" -c "print(round($(date +%s.%N) - $stop_started, 1))")
 sleep 0.3
 peak_kib=$(grep -o '[0-9]*' "$WORK/hwm")
+cpu_ticks=$(cat "$WORK/cpu")
 lake=$("$PY" bench/lake.py "$WORK/data/lake" EVNT-rate-)
 per_fsync=$(grep -o 'records_per_fsync="\?[0-9.]*' "$WORK/serve.log" | grep -o '[0-9.]*$' || echo "?")
 
@@ -149,6 +155,7 @@ cat <<EOF
 | deliveries per fsync (average) | $per_fsync |
 | non-2xx answers / socket errors | $(($(val "$fixed" non2xx) + $(val "$saturated" non2xx))) / $(($(val "$fixed" errors) + $(val "$saturated" errors))) |
 | peak RSS | $((peak_kib / 1024)) MiB |
+| bridge CPU per delivery (receive, spool, encode, store) | $(calc "round($cpu_ticks / $(getconf CLK_TCK) * 1e6 / $rows, 1)") µs |
 | JSON received per delivery | $json_per B |
 | Parquet written per delivery | $(($(val "$lake" parquet_bytes) / rows)) B ($(calc "round(100 * $(val "$lake" parquet_bytes) / $rows / $json_per, 1)") % of JSON) |
 | 2xx to readable in the lake p50 / p99 / max (flush interval $FLUSH_INTERVAL) | $(val "$lag" lag_p50) / $(val "$lag" lag_p99) / $(val "$lag" lag_max) s |

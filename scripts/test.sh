@@ -3,6 +3,7 @@
 # reuse them) and runs every unit and integration test with cargo-nextest.
 #   - s3s-fs 0.14.1 (a real S3-compatible server, from crates.io), built while the project compiles
 #   - DuckDB 1.5.5 with its httpfs extension (from PyPI, in a venv), the independent Parquet reader
+#   - wrk and nginx (Debian's packages), for the benchmark smoke at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
@@ -18,7 +19,7 @@ fi
 bash scripts/duckdb-venv.sh
 
 echo "== building"
-cargo build --tests --bins --locked
+cargo build --tests --bins --examples --locked
 
 if [ -n "$s3s_pid" ]; then
   if ! wait "$s3s_pid"; then
@@ -29,8 +30,17 @@ if [ -n "$s3s_pid" ]; then
 fi
 
 echo "== testing"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast --failure-output final "$@"
+  cargo nextest run --locked --no-fail-fast --failure-output final "$@" || status=$?
 else
-  cargo test --locked --no-fail-fast "$@"
+  cargo test --locked --no-fail-fast "$@" || status=$?
 fi
+
+# The benchmark, for a few seconds on the debug build, so the harness keeps working (its figures
+# mean nothing here; `bash bench/run.sh` is the real run). Installs wrk and nginx when missing.
+if [ "$#" -eq 0 ]; then
+  echo "== benchmark smoke"
+  bash bench/run.sh --smoke || status=$?
+fi
+exit "$status"
