@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs DuckDB 1.5.5 with its httpfs extension (from PyPI) into .tools/venv, once: the
-# independent Parquet reader of the tests and the benchmark.
+# Installs into .tools/venv, once, from PyPI: DuckDB 1.5.5 with its httpfs extension (the
+# independent Parquet reader of the tests and the benchmark) and check-jsonschema (validates
+# docker-compose.yml against the compose specification offline; brings ruamel.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
-if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, pytz" 2>/dev/null; then
-  echo "== installing DuckDB into $TOOLS/venv"
+if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, pytz, check_jsonschema, ruamel.yaml" 2>/dev/null; then
+  echo "== installing DuckDB and check-jsonschema into $TOOLS/venv"
   mkdir -p "$TOOLS"
   python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 pytz
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 pytz check-jsonschema==0.39.0
 fi

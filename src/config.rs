@@ -64,7 +64,9 @@ impl ServeSettings {
             Some(url) => StorageUrl::parse(url, cwd)?,
             None => StorageUrl::Local(data_dir.join("lake")),
         };
-        let secrets = if args.webhook_secret.is_empty() {
+        // Set but empty (`ONCEHUB_WEBHOOK_SECRET=` from a compose file's `${VAR:-}`) means unset.
+        let unset = args.webhook_secret.iter().all(|s| s.trim().is_empty());
+        let secrets = if unset {
             SecretSource::LocalFile
         } else {
             let parsed = args
@@ -122,6 +124,7 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/srv/d"));
         assert_eq!(s.storage, StorageUrl::Local("/srv/d/lake".into()));
         assert_eq!(s.secrets, SecretSource::LocalFile);
+        assert_eq!(settings(&["--webhook-secret", ""]).unwrap().secrets, SecretSource::LocalFile);
         assert_eq!(s.flush, FlushLimits::default());
         assert_eq!(s.signature_tolerance, Duration::from_secs(300));
         assert_eq!(s.max_body_bytes.get(), 1024 * 1024);

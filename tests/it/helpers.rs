@@ -27,7 +27,7 @@ pub fn tools() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools")
 }
 
-fn tool(rel: &str) -> PathBuf {
+pub fn tool(rel: &str) -> PathBuf {
     let p = tools().join(rel);
     assert!(p.exists(), "{} is missing: run `bash scripts/test.sh` once to install the test tools", p.display());
     p
@@ -220,6 +220,7 @@ pub fn duck(sql: &str) -> Duck {
 pub struct S3Server {
     pub port: u16,
     pub root: PathBuf,
+    keys: (String, String),
     child: Option<Child>,
 }
 
@@ -229,16 +230,21 @@ impl S3Server {
     }
 
     pub fn start_on(port: u16, root: &Path) -> S3Server {
-        std::fs::create_dir_all(root.join("lake")).unwrap();
+        Self::start_with(port, root, "lake", (S3_KEY, S3_SECRET))
+    }
+
+    /// A server holding one (empty) `bucket`, accepting only `keys` (access key, secret).
+    pub fn start_with(port: u16, root: &Path, bucket: &str, keys: (&str, &str)) -> S3Server {
+        std::fs::create_dir_all(root.join(bucket)).unwrap();
         let child = Command::new(tool("s3s/bin/s3s-fs"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", keys.0, "--secret-key", keys.1])
             .arg(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs starts");
         wait_for_port(port, Duration::from_secs(20));
-        S3Server { port, root: root.to_path_buf(), child: Some(child) }
+        S3Server { port, root: root.to_path_buf(), keys: (keys.0.into(), keys.1.into()), child: Some(child) }
     }
 
     /// The standard AWS_* variables that point object_store at this server.
@@ -257,8 +263,8 @@ impl S3Server {
             sql,
             &[
                 ("DUCK_S3_ENDPOINT", format!("127.0.0.1:{}", self.port)),
-                ("DUCK_S3_KEY_ID", S3_KEY.into()),
-                ("DUCK_S3_SECRET", S3_SECRET.into()),
+                ("DUCK_S3_KEY_ID", self.keys.0.clone()),
+                ("DUCK_S3_SECRET", self.keys.1.clone()),
             ],
         )
     }
