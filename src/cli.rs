@@ -22,6 +22,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Post signed sample deliveries (every documented shape) to a running receiver.
     SendTestEvent(SendTestArgs),
+    /// The table schemas, for warehouse engines.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// `schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print CREATE statements for every table (partitioned by dt) pointing at the lake.
+    Ddl {
+        /// The engine whose SQL dialect to write.
+        #[arg(long, value_enum)]
+        engine: crate::schema::ddl::Engine,
+        /// The lake's root: the --storage-url the bridge writes to (s3://bucket/prefix, a path...).
+        #[arg(long)]
+        location: String,
+    },
 }
 
 /// Settings of `serve`. Each flag can also be set by the environment variable shown.

@@ -40,5 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SendTestEvent(args) => send_test::run(args).await,
+        Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
+            let catalog = schema::Catalog::load()?;
+            print!("{}", schema::ddl::ddl(&catalog, engine, &location));
+            Ok(())
+        }
     }
 }

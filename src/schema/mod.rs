@@ -7,6 +7,7 @@
 //! caught by this module's tests.
 
 mod column;
+pub mod ddl;
 
 pub use column::{ColumnDef, ColumnType, MetaField, Source};
 

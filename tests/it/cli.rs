@@ -3,7 +3,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Binary, duck};
+use oncehub_bridge::samples;
+
+use crate::helpers::{Binary, SECRET, duck, post_signed_to};
 
 #[test]
 fn a_first_run_with_no_settings_works_and_says_what_to_do_next() {
@@ -52,4 +54,76 @@ fn invalid_settings_fail_at_start_and_name_the_setting() {
     assert!(run(&["--listen", "nowhere"], &[]).contains("--listen"));
     let e = run(&["--storage-url", "ftp://host/x"], &[]);
     assert!(e.contains("--storage-url") && e.starts_with("error:"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut bin = Binary::serve(&data, &["--webhook-secret", SECRET], &[]);
+    // Every table gets files: the samples (bookings, conversations), another object, a dead letter.
+    let client = reqwest::Client::new();
+    for e in samples::all_events("ddl", chrono::Utc::now()) {
+        assert_eq!(post_signed_to(&client, &bin.url(), serde_json::to_vec(&e).unwrap()).await, 200);
+    }
+    let other = br#"{"id":"EVNT-ddl-contact","type":"contact.created","api_version":"v2","data":{"object":"contact","id":"CTC-1"}}"#;
+    assert_eq!(post_signed_to(&client, &bin.url(), other.to_vec()).await, 200);
+    assert_eq!(post_signed_to(&client, &bin.url(), b"{not json".to_vec()).await, 200);
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+
+    let lake = data.join("lake");
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["schema", "ddl", "--engine", "duckdb", "--location"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    let ddl = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Rows per table through the views must match the files read directly.
+    let direct = |t: &str| {
+        duck(&format!("SELECT count(*) FROM read_parquet('{}/{t}/*/*.parquet', union_by_name = true)", lake.display())).rows[0][0]
+            .clone()
+    };
+    let views = duck(&format!(
+        "{ddl} SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM conversations), \
+         (SELECT count(*) FROM other_events), (SELECT count(*) FROM dead_letter), \
+         (SELECT typeof(dt) FROM bookings LIMIT 1), \
+         (SELECT typeof(received_at) FROM bookings LIMIT 1), \
+         (SELECT count(*) FROM bookings WHERE owner.email IS NOT NULL OR form_submission.name IS NOT NULL)"
+    ));
+    let row = &views.rows[0];
+    assert_eq!(row[0], direct("bookings"));
+    assert_eq!(row[1], direct("conversations"));
+    assert_eq!(row[2], direct("other_events"));
+    assert_eq!(row[3], direct("dead_letter"));
+    assert!(row[0].as_i64().unwrap() > 0 && row[1].as_i64().unwrap() > 0 && row[2] == 1 && row[3] == 1, "{row:?}");
+    assert_eq!(row[4], serde_json::json!("DATE"));
+    assert_eq!(row[5], serde_json::json!("TIMESTAMP WITH TIME ZONE"));
+    assert!(row[6].as_i64().unwrap() > 0, "nested fields are reachable");
+}
+
+#[test]
+fn ddl_for_each_engine_names_the_partition_and_the_location() {
+    for (engine, marker) in [
+        ("athena", "'projection.dt.type' = 'date'"),
+        ("trino", "partitioned_by = ARRAY['dt']"),
+        ("spark", "PARTITIONED BY (`dt`)"),
+        ("bigquery", "WITH PARTITION COLUMNS (dt DATE)"),
+        ("duckdb", "hive_partitioning = true"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+            .args(["schema", "ddl", "--engine", engine, "--location", "s3://my-bucket/oncehub/"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert_eq!(text.matches(marker).count(), 4, "{engine}: {text}");
+        assert!(text.contains("s3://my-bucket/oncehub/bookings"), "{engine}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["schema", "ddl", "--engine", "oracle", "--location", "x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--engine"));
 }
