@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ColumnDef, ColumnType};
+use super::ColumnType;
 use super::{Catalog, TableSchema};
 
 /// The engines `schema ddl` writes for.
@@ -33,8 +33,8 @@ pub fn ddl(catalog: &Catalog, engine: Engine, location: &str) -> String {
 
 fn statement(table: &TableSchema, engine: Engine, dir: &str) -> String {
     let name = &table.name;
-    let cols = |ty: fn(&ColumnType) -> String, quote: fn(&str) -> String| {
-        table.columns.iter().map(|c| format!("  {} {}", quote(&c.name), ty(&c.ty))).collect::<Vec<_>>().join(",\n")
+    let cols = |dialect: &Dialect, quote: fn(&str) -> String| {
+        table.columns.iter().map(|c| format!("  {} {}", quote(&c.name), dialect.type_of(&c.ty))).collect::<Vec<_>>().join(",\n")
     };
     let dir_sql = sql_string(dir);
     let mut s = String::new();
@@ -52,7 +52,7 @@ fn statement(table: &TableSchema, engine: Engine, dir: &str) -> String {
             let _ = writeln!(
                 s,
                 "CREATE EXTERNAL TABLE IF NOT EXISTS `{name}` (\n{}\n)\nPARTITIONED BY (`dt` string)\nSTORED AS PARQUET\nLOCATION {}\nTBLPROPERTIES (\n  'projection.enabled' = 'true',\n  'projection.dt.type' = 'date',\n  'projection.dt.format' = 'yyyy-MM-dd',\n  'projection.dt.range' = '2020-01-01,NOW',\n  'projection.dt.interval' = '1',\n  'projection.dt.interval.unit' = 'DAYS',\n  'storage.location.template' = {template}\n);",
-                cols(hive_type, backtick),
+                cols(&HIVE, backtick),
                 sql_string(&format!("{dir}/")),
             );
         }
@@ -60,21 +60,21 @@ fn statement(table: &TableSchema, engine: Engine, dir: &str) -> String {
             let _ = writeln!(
                 s,
                 "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  dt varchar\n)\nWITH (format = 'PARQUET', external_location = {dir_sql}, partitioned_by = ARRAY['dt']);\nCALL system.sync_partition_metadata(CURRENT_SCHEMA, '{name}', 'FULL');",
-                cols(trino_type, dquote),
+                cols(&TRINO, dquote),
             );
         }
         Engine::Spark => {
             let _ = writeln!(
                 s,
                 "CREATE TABLE IF NOT EXISTS `{name}` (\n{},\n  `dt` STRING\n)\nUSING PARQUET\nPARTITIONED BY (`dt`)\nLOCATION {dir_sql};\nMSCK REPAIR TABLE `{name}`;",
-                cols(hive_type, backtick),
+                cols(&HIVE, backtick),
             );
         }
         Engine::Bigquery => {
             let _ = writeln!(
                 s,
                 "CREATE OR REPLACE EXTERNAL TABLE `{name}` (\n{}\n)\nWITH PARTITION COLUMNS (dt DATE)\nOPTIONS (format = 'PARQUET', uris = [{}], hive_partition_uri_prefix = {dir_sql});",
-                cols(bigquery_type, backtick),
+                cols(&BIGQUERY, backtick),
                 sql_string(&format!("{dir}/*")),
             );
         }
@@ -94,53 +94,63 @@ fn backtick(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn fields(fields: &[ColumnDef], ty: fn(&ColumnType) -> String, sep: &str) -> String {
-    fields.iter().map(|f| format!("{}{sep}{}", f.name, ty(&f.ty))).collect::<Vec<_>>().join(", ")
+/// How one SQL dialect spells the schema's types.
+struct Dialect {
+    /// Utf8 (and Json, kept as text), Int64, Float64, Bool, Timestamp, Binary.
+    scalars: [&'static str; 6],
+    /// Struct and list wrappers around their joined fields / item type.
+    structure: (&'static str, &'static str),
+    list: (&'static str, &'static str),
+    /// Between a struct field's name and its type.
+    field_sep: &'static str,
 }
 
 /// Athena (Hive DDL) and Spark SQL.
-fn hive_type(ty: &ColumnType) -> String {
-    match ty {
-        ColumnType::Utf8 | ColumnType::Json => "string".into(),
-        ColumnType::Int64 => "bigint".into(),
-        ColumnType::Float64 => "double".into(),
-        ColumnType::Bool => "boolean".into(),
-        ColumnType::Timestamp => "timestamp".into(),
-        ColumnType::Binary => "binary".into(),
-        ColumnType::Struct(f) => format!("struct<{}>", fields(f, hive_type, ":")),
-        ColumnType::List(item) => format!("array<{}>", hive_type(item)),
-    }
-}
+const HIVE: Dialect = Dialect {
+    scalars: ["string", "bigint", "double", "boolean", "timestamp", "binary"],
+    structure: ("struct<", ">"),
+    list: ("array<", ">"),
+    field_sep: ":",
+};
 
-fn trino_type(ty: &ColumnType) -> String {
-    match ty {
-        ColumnType::Utf8 | ColumnType::Json => "varchar".into(),
-        ColumnType::Int64 => "bigint".into(),
-        ColumnType::Float64 => "double".into(),
-        ColumnType::Bool => "boolean".into(),
-        ColumnType::Timestamp => "timestamp(6) with time zone".into(),
-        ColumnType::Binary => "varbinary".into(),
-        ColumnType::Struct(f) => format!("row({})", fields(f, trino_type, " ")),
-        ColumnType::List(item) => format!("array({})", trino_type(item)),
-    }
-}
+const TRINO: Dialect = Dialect {
+    scalars: ["varchar", "bigint", "double", "boolean", "timestamp(6) with time zone", "varbinary"],
+    structure: ("row(", ")"),
+    list: ("array(", ")"),
+    field_sep: " ",
+};
 
-fn bigquery_type(ty: &ColumnType) -> String {
-    match ty {
-        ColumnType::Utf8 | ColumnType::Json => "STRING".into(),
-        ColumnType::Int64 => "INT64".into(),
-        ColumnType::Float64 => "FLOAT64".into(),
-        ColumnType::Bool => "BOOL".into(),
-        ColumnType::Timestamp => "TIMESTAMP".into(),
-        ColumnType::Binary => "BYTES".into(),
-        ColumnType::Struct(f) => format!("STRUCT<{}>", fields(f, bigquery_type, " ")),
-        ColumnType::List(item) => format!("ARRAY<{}>", bigquery_type(item)),
+const BIGQUERY: Dialect = Dialect {
+    scalars: ["STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP", "BYTES"],
+    structure: ("STRUCT<", ">"),
+    list: ("ARRAY<", ">"),
+    field_sep: " ",
+};
+
+impl Dialect {
+    fn type_of(&self, ty: &ColumnType) -> String {
+        let [utf8, int64, float64, boolean, timestamp, binary] = self.scalars;
+        match ty {
+            ColumnType::Utf8 | ColumnType::Json => utf8.into(),
+            ColumnType::Int64 => int64.into(),
+            ColumnType::Float64 => float64.into(),
+            ColumnType::Bool => boolean.into(),
+            ColumnType::Timestamp => timestamp.into(),
+            ColumnType::Binary => binary.into(),
+            ColumnType::Struct(fields) => {
+                let inner: Vec<String> =
+                    fields.iter().map(|f| format!("{}{}{}", f.name, self.field_sep, self.type_of(&f.ty))).collect();
+                format!("{}{}{}", self.structure.0, inner.join(", "), self.structure.1)
+            }
+            ColumnType::List(item) => format!("{}{}{}", self.list.0, self.type_of(item), self.list.1),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::ColumnDef;
 
     #[test]
     fn every_engine_gets_every_table_with_the_dt_partition() {
@@ -165,9 +175,9 @@ mod tests {
             source: crate::schema::Source::Path(vec!["name".into()]),
             doc: String::new(),
         }])));
-        assert_eq!(hive_type(&ty), "array<struct<name:string>>");
-        assert_eq!(trino_type(&ty), "array(row(name varchar))");
-        assert_eq!(bigquery_type(&ty), "ARRAY<STRUCT<name STRING>>");
+        assert_eq!(HIVE.type_of(&ty), "array<struct<name:string>>");
+        assert_eq!(TRINO.type_of(&ty), "array(row(name varchar))");
+        assert_eq!(BIGQUERY.type_of(&ty), "ARRAY<STRUCT<name STRING>>");
         assert_eq!(sql_string("it's"), "'it''s'");
     }
 }

@@ -167,11 +167,7 @@ impl DedupLog {
 
     /// Makes every appended entry durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some((_, w)) = &mut self.open {
-            w.flush()?;
-            w.get_ref().sync_data()?;
-        }
-        Ok(())
+        self.flushed()?.map_or(Ok(()), |f| f.sync_data())
     }
 
     /// Deletes day files entirely older than `cutoff_secs`.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use oncehub_bridge::samples;
 
-use crate::helpers::{Binary, SECRET, duck, post_signed_to};
+use crate::helpers::{Binary, SECRET, duck, post_signed_to, send_test_events};
 
 #[test]
 fn a_first_run_with_no_settings_works_and_says_what_to_do_next() {
@@ -23,14 +23,7 @@ fn a_first_run_with_no_settings_works_and_says_what_to_do_next() {
     let secret = std::fs::read_to_string(data.join("webhook-secret")).unwrap();
     assert!(!log.contains(secret.trim()), "the secret itself is never logged");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
-        .args(["send-test-event", "--all", "--url", &bin.url(), "--data-dir"])
-        .arg(&data)
-        .env_remove("ONCEHUB_WEBHOOK_SECRET")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = send_test_events(&bin.url(), &data);
     assert_eq!(stdout.matches("-> 200 OK").count(), 30, "{stdout}");
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let d = duck(&format!("SELECT count(*) FROM read_parquet('{}/lake/*/*/*.parquet', union_by_name = true)", data.display()));

@@ -5,11 +5,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{S3Server, free_port, tool, wait_for_port};
+use crate::helpers::{Binary, S3Server, free_port, send_test_events, tool};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,40 +88,20 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
         }
     }
     let command: Vec<String> = bridge["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
-    let log = std::fs::File::create(dir.path().join("bridge.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
-        .args(&command)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"));
+    cmd.args(&command)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for_port(port, Duration::from_secs(20));
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let mut bin = Binary::spawn(cmd, port, dir.path().join("bridge.log"));
 
     // With ONCEHUB_WEBHOOK_SECRET empty the bridge generated a secret in its volume.
-    let url = format!("http://127.0.0.1:{port}/webhooks/oncehub");
-    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
-        .args(["send-test-event", "--all", "--url", &url, "--data-dir"])
-        .arg(&data)
-        .env_remove("ONCEHUB_WEBHOOK_SECRET")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = send_test_events(&bin.url(), &data);
     let sent = stdout.matches("-> 200 OK").count();
     assert!(sent >= 20, "{stdout}");
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = std::fs::read_to_string(dir.path().join("bridge.log")).unwrap();
+    let status = bin.terminate(Duration::from_secs(30));
+    let log = bin.stderr();
     assert!(status.success(), "{log}");
     assert!(!log.contains(&keys.1), "the storage secret reached the log");
 

@@ -283,6 +283,20 @@ impl Drop for S3Server {
     }
 }
 
+/// `send-test-event --all` to `url`, signed with the secret kept in `data_dir`; its stdout, one
+/// line per delivery (`-> 200 OK` for each accepted one).
+pub fn send_test_events(url: &str, data_dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["send-test-event", "--all", "--url", url, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("ONCEHUB_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 /// The real `oncehub-bridge serve` binary; killed on drop.
 pub struct Binary {
     pub port: u16,
@@ -294,20 +308,22 @@ impl Binary {
     pub fn serve(data_dir: &Path, args: &[&str], envs: &[(&str, String)]) -> Binary {
         let port = free_port();
         let stderr_path = data_dir.with_extension("stderr.log");
-        // Appended to, so one log covers every restart on the same data dir.
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"));
+        cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env_remove("ONCEHUB_WEBHOOK_SECRET")
             .env("RUST_LOG", std::env::var("BRIDGE_LOG").unwrap_or_else(|_| "info".into()))
-            .envs(envs.iter().map(|(k, v)| (*k, v)))
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("binary starts");
+            .envs(envs.iter().map(|(k, v)| (*k, v)));
+        Binary::spawn(cmd, port, stderr_path)
+    }
+
+    /// Starts `cmd` (a `serve` that listens on 127.0.0.1:`port`), its stderr appended to
+    /// `stderr_path`, so one log covers every restart on the same data dir.
+    pub fn spawn(mut cmd: Command, port: u16, stderr_path: PathBuf) -> Binary {
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
+        let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().expect("binary starts");
         wait_for_port(port, Duration::from_secs(20));
         Binary { port, child: Some(child), stderr_path }
     }
