@@ -48,6 +48,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve /readyz, /metrics and /healthz on this address instead of --listen (keep the
+    /// operations endpoints off the address OnceHub posts to).
+    #[arg(long, env = "ONCEHUB_BRIDGE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Directory for the spool and local state (created if missing).
     #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

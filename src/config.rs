@@ -39,6 +39,7 @@ pub enum SecretSource {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub storage: StorageUrl,
     pub secrets: SecretSource,
@@ -82,6 +83,7 @@ impl ServeSettings {
         }
         Ok(ServeSettings {
             listen: args.listen,
+            admin_listen: args.admin_listen,
             data_dir: data_dir.clone(),
             storage,
             secrets,

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod metrics;
 pub mod samples;
 pub mod schema;
 pub mod secret;

@@ -6,20 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-/// The 8 booking triggers.
-pub const BOOKING_TRIGGERS: [&str; 8] = [
-    "booking.scheduled",
-    "booking.rescheduled",
-    "booking.reassigned",
-    "booking.canceled_then_rescheduled",
-    "booking.canceled_reschedule_requested",
-    "booking.canceled",
-    "booking.completed",
-    "booking.no_show",
-];
-
-/// The 3 conversation triggers.
-pub const CONVERSATION_TRIGGERS: [&str; 3] = ["conversation.started", "conversation.closed", "conversation.abandoned"];
+pub use crate::event::{BOOKING_TRIGGERS, CONVERSATION_TRIGGERS};
 
 /// Booking shape variants, conversation shape variants.
 pub const BOOKING_VARIANTS: usize = 3;

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, BatcherError, BatcherReport};
 use crate::config::{SecretSource, ServeSettings};
-use crate::http::{self, WebhookState, signature::Verifier};
+use crate::http::{self, AdminState, WebhookState, signature::Verifier};
+use crate::metrics;
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
 use crate::sink::{StoreError, Uploader, WriterId, open_store};
@@ -56,7 +57,10 @@ pub enum StartupError {
 /// A built, bound, not yet serving service.
 pub struct Application {
     port: u16,
+    admin_port: Option<u16>,
     server: actix_web::dev::Server,
+    /// The `--admin-listen` server: stopped last, so `/readyz` and `/metrics` answer during the drain.
+    admin: Option<(actix_web::dev::ServerHandle, JoinHandle<std::io::Result<()>>)>,
     spool: Spool,
     batcher: JoinHandle<Result<BatcherReport, BatcherError>>,
     abort: CancellationToken,
@@ -69,6 +73,7 @@ impl Application {
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let secrets = resolve_secrets(&settings)?;
         let store = open_store(&settings.storage)?;
+        metrics::handle();
         let catalog = Arc::new(Catalog::load()?);
 
         let writer = WriterId::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
@@ -79,7 +84,7 @@ impl Application {
             catalog,
             settings.flush,
             writer,
-            Uploader::new(store),
+            Uploader::new(store.clone()),
             spool.clone(),
             (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
@@ -105,21 +110,45 @@ impl Application {
             spool: spool.clone(),
             max_body_bytes: settings.max_body_bytes.get(),
         });
-        let listener = TcpListener::bind(settings.listen)
-            .map_err(|source| StartupError::Bind { addr: settings.listen, source })?;
+        let admin = web::Data::new(AdminState { spool: spool.clone(), store });
+        let listener = bind(settings.listen)?;
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        let mut server = HttpServer::new(move || App::new().configure(|cfg| http::configure(cfg, state.clone())))
-            .disable_signals()
+        let (admin_server, admin_port) = match settings.admin_listen {
+            Some(addr) => {
+                let listener = bind(addr)?;
+                let port = listener.local_addr().map_err(StartupError::Server)?.port();
+                let admin = admin.clone();
+                let server = HttpServer::new(move || App::new().configure(|cfg| http::configure_admin(cfg, admin.clone(), true)))
+                    .disable_signals()
+                    .workers(1)
+                    .listen(listener)
+                    .map_err(StartupError::Server)?
+                    .run();
+                (Some(server), Some(port))
+            }
+            None => (None, None),
+        };
+        let on_main = admin_server.is_none();
+        let mut server = HttpServer::new(move || {
+            App::new().configure(|cfg| {
+                http::configure_webhook(cfg, state.clone());
+                if on_main {
+                    http::configure_admin(cfg, admin.clone(), false);
+                }
+            })
+        })
+        .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
         if let Some(n) = settings.workers {
             server = server.workers(n.get());
         }
         let server = server.listen(listener).map_err(StartupError::Server)?.run();
         tracing::info!(
-            listen = %settings.listen, port, storage = %settings.storage, data_dir = %data_dir.display(),
+            listen = %settings.listen, port, admin_port, storage = %settings.storage, data_dir = %data_dir.display(),
             secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", http::WEBHOOK_PATH
         );
-        Ok(Application { port, server, spool, batcher, abort, shutdown_timeout: settings.shutdown_timeout })
+        let admin = admin_server.map(|server| (server.handle(), tokio::spawn(server)));
+        Ok(Application { port, admin_port, server, admin, spool, batcher, abort, shutdown_timeout: settings.shutdown_timeout })
     }
 
     /// The bound port (useful with port 0).
@@ -127,9 +156,15 @@ impl Application {
         self.port
     }
 
+    /// The port of `--admin-listen`, when set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
     /// Serves until `stop` is cancelled, then shuts down in order within the deadline.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<BatcherReport, StartupError> {
         let handle = self.server.handle();
+        let admin = self.admin;
         // Polled here, not spawned: in the binary this runs on the main thread, so the HTTP worker
         // threads it starts keep the default priority (see `background_priority`).
         let mut server = std::pin::pin!(self.server);
@@ -179,9 +214,17 @@ impl Application {
                 return Err(StartupError::Deadline(self.shutdown_timeout));
             }
         };
+        if let Some((handle, task)) = admin {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         tracing::info!(records = report.records, files = report.files, rows = report.rows_written, "stopped cleanly");
         served.map(|()| report)
     }
+}
+
+fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })
 }
 
 fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, StartupError> {

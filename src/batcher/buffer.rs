@@ -7,6 +7,7 @@
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use arrow_schema::{ArrowError, SchemaRef};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -32,6 +33,8 @@ pub struct FinishedFile {
     pub rows: usize,
     pub first: Seq,
     pub last: Seq,
+    /// Each row's `received_at`, for the event-to-queryable lag metric.
+    pub received_at: Vec<DateTime<Utc>>,
 }
 
 pub struct TableBuffer {
@@ -45,6 +48,7 @@ pub struct TableBuffer {
     last: Seq,
     /// Set when replaying a flush intent: the file must end exactly here.
     cut_at: Option<Seq>,
+    received_at: Vec<DateTime<Utc>>,
 }
 
 impl TableBuffer {
@@ -59,6 +63,7 @@ impl TableBuffer {
             first,
             last: first,
             cut_at: None,
+            received_at: Vec::new(),
         })
     }
 
@@ -78,8 +83,9 @@ impl TableBuffer {
     }
 
     /// Adds a normalized row; `approx_bytes` is its size estimate (the delivery's length).
-    pub fn push(&mut self, seq: Seq, row: &Value, approx_bytes: usize) -> Result<(), BufferError> {
+    pub fn push(&mut self, seq: Seq, row: &Value, approx_bytes: usize, received_at: DateTime<Utc>) -> Result<(), BufferError> {
         self.decoder.serialize(std::slice::from_ref(row))?;
+        self.received_at.push(received_at);
         self.rows += 1;
         self.last = seq;
         self.undecoded_bytes += approx_bytes;
@@ -117,7 +123,7 @@ impl TableBuffer {
     pub fn finish(mut self) -> Result<FinishedFile, BufferError> {
         self.encode_pending()?;
         let bytes = self.writer.finish()?;
-        Ok(FinishedFile { bytes, rows: self.rows, first: self.first, last: self.last })
+        Ok(FinishedFile { bytes, rows: self.rows, first: self.first, last: self.last, received_at: self.received_at })
     }
 }
 
@@ -138,7 +144,7 @@ mod tests {
             let body = format!(r#"{{"id":"E{i}","type":"booking.scheduled","data":{{"object":"booking","duration_minutes":{i}}}}}"#);
             let json: Value = serde_json::from_str(&body).unwrap();
             let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            buf.push(Seq(i as u64 + 1), &build_row(schema, &input), body.len()).unwrap();
+            buf.push(Seq(i as u64 + 1), &build_row(schema, &input), body.len(), chrono::Utc::now()).unwrap();
         }
         assert!(buf.bytes() > 0);
         let file = buf.finish().unwrap();

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::buffer::TableBuffer;
 use crate::event::{Event, Parsed, RowInput, build_row};
+use crate::metrics;
 use crate::schema::{Catalog, Table};
 use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::sink::upload::UploadAborted;
@@ -162,7 +163,7 @@ impl Batcher {
                 e.insert(fresh)
             }
         };
-        buffer.push(seq, &row, delivery.body.len())?;
+        buffer.push(seq, &row, delivery.body.len(), delivery.received_at)?;
         let reason = match buffer.replay_end() {
             Some(end) => (seq >= end).then_some(FlushReason::Replay),
             None => should_flush(buffer.rows(), buffer.bytes(), std::time::Duration::ZERO, &self.limits),
@@ -208,6 +209,9 @@ impl Batcher {
         let outcome = self.uploader.put(&object, file.bytes, &self.abort).await?;
         self.report.files += 1;
         self.report.rows_written += file.rows as u64;
+        if outcome == PutOutcome::Created {
+            metrics::file_written(table.name(), reason.as_str(), size, &file.received_at);
+        }
         tracing::info!(
             table = table.name(), dt = %dt, rows = file.rows, bytes = size, reason = reason.as_str(),
             key = %object, existed = outcome == PutOutcome::AlreadyExisted, "file written"

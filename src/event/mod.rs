@@ -16,16 +16,57 @@ use serde_json::Value;
 
 use crate::schema::Table;
 
-/// The envelope `id` alone, read without building the document: the receiver's dedup key.
-/// `None` when the body is not a JSON object with a non-empty string `id`.
-pub fn peek_id(body: &[u8]) -> Option<String> {
+/// The 8 documented booking triggers (shared/oncehub-api.md §3).
+pub const BOOKING_TRIGGERS: [&str; 8] = [
+    "booking.scheduled",
+    "booking.rescheduled",
+    "booking.reassigned",
+    "booking.canceled_then_rescheduled",
+    "booking.canceled_reschedule_requested",
+    "booking.canceled",
+    "booking.completed",
+    "booking.no_show",
+];
+
+/// The 3 documented conversation triggers (`conversation.reached_out` is unverified: not listed).
+pub const CONVERSATION_TRIGGERS: [&str; 3] = ["conversation.started", "conversation.closed", "conversation.abandoned"];
+
+/// `event_type` as one of the documented triggers, or `None`.
+pub fn documented_trigger(event_type: &str) -> Option<&'static str> {
+    BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter()).find(|t| **t == event_type).copied()
+}
+
+/// What the receiver reads of a body without building the document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peeked {
+    /// The envelope `id`: the dedup key. `None` unless a non-empty string.
+    pub id: Option<String>,
+    /// The envelope `type`, when it is a documented trigger (a bounded metric label).
+    pub trigger: Option<&'static str>,
+}
+
+/// Reads the envelope's `id` and `type`. Never fails: what cannot be read is `None` (a `type`
+/// of the wrong JSON type does not hide a usable `id`).
+pub fn peek(body: &[u8]) -> Peeked {
     #[derive(serde::Deserialize)]
-    struct IdOnly<'a> {
+    #[serde(untagged)]
+    enum Lenient<'a> {
+        Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+        Other(serde::de::IgnoredAny),
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
         #[serde(borrow)]
         id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, rename = "type")]
+        event_type: Option<Lenient<'a>>,
     }
-    let parsed: IdOnly<'_> = serde_json::from_slice(body).ok()?;
-    parsed.id.filter(|id| !id.is_empty()).map(|id| id.into_owned())
+    let Ok(parsed) = serde_json::from_slice::<Envelope<'_>>(body) else { return Peeked::default() };
+    let trigger = match &parsed.event_type {
+        Some(Lenient::Text(t)) => documented_trigger(t),
+        _ => None,
+    };
+    Peeked { id: parsed.id.filter(|id| !id.is_empty()).map(|id| id.into_owned()), trigger }
 }
 
 /// A well-formed event, parsed once.
@@ -148,13 +189,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peek_id_reads_only_a_usable_id() {
-        assert_eq!(peek_id(br#"{"type":"x","id":"EVNT-1","data":{"id":"inner"}}"#).as_deref(), Some("EVNT-1"));
-        assert_eq!(peek_id(br#"{"id":"EV\u004eT"}"#).as_deref(), Some("EVNT"));
-        assert_eq!(peek_id(br#"{"id":""}"#), None);
-        assert_eq!(peek_id(br#"{"id":5}"#), None);
-        assert_eq!(peek_id(b"[1]"), None);
-        assert_eq!(peek_id(b"not json"), None);
+    fn peek_reads_only_a_usable_id_and_a_documented_type() {
+        let id = |body: &[u8]| peek(body).id;
+        assert_eq!(id(br#"{"type":"x","id":"EVNT-1","data":{"id":"inner"}}"#).as_deref(), Some("EVNT-1"));
+        assert_eq!(id(br#"{"id":"EV\u004eT"}"#).as_deref(), Some("EVNT"));
+        assert_eq!(id(br#"{"id":""}"#), None);
+        assert_eq!(id(br#"{"id":5}"#), None);
+        assert_eq!(id(b"[1]"), None);
+        assert_eq!(id(b"not json"), None);
+        assert_eq!(peek(br#"{"id":"E","type":"booking.no_show"}"#).trigger, Some("booking.no_show"));
+        assert_eq!(peek(br#"{"id":"E","type":"booking.invented"}"#).trigger, None);
+        let odd = peek(br#"{"id":"E","type":{"nested":[1]}}"#);
+        assert_eq!((odd.id.as_deref(), odd.trigger), (Some("E"), None));
     }
 
     fn reason(body: &[u8]) -> DeadReason {

@@ -21,7 +21,8 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    fn code(&self) -> &'static str {
+    /// The machine-readable reason: the response body's `error` and the rejection metric's label.
+    pub fn code(&self) -> &'static str {
         match self {
             WebhookError::Signature(SignatureError::Missing) => "missing_signature",
             WebhookError::Signature(SignatureError::Malformed) => "malformed_signature",

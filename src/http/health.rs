@@ -1,7 +1,68 @@
-//! Liveness: the process is up and serving HTTP.
+//! Operations endpoints: `GET /healthz` (the process answers), `GET /readyz` (every part a
+//! delivery needs works: 200, or 503 naming the failing part), `GET /metrics` (Prometheus text).
+//!
+//! `/readyz` checks, each on every call: the spool would take a delivery (open, under its size
+//! limit, disk not nearly full); the store answers a listing of the lake's root within
+//! [`STORE_PROBE_TIMEOUT`]; and, when the service manages its OnceHub subscription, that the
+//! subscription is in place. Messages name the part and the reason, never a credential.
 
-use actix_web::HttpResponse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use object_store::ObjectStore;
+use serde_json::{Map, Value, json};
+
+use crate::metrics;
+use crate::spool::Spool;
+
+/// A store that does not answer a listing within this is reported unreachable.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the operations endpoints look at.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub spool: Spool,
+    pub store: Arc<dyn ObjectStore>,
+}
 
 pub(super) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let checks = [("spool", spool_check(&state.spool)), ("store", store_check(state.store.as_ref()).await)];
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    let mut body = Map::new();
+    for (part, result) in checks {
+        let text = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(reason) => {
+                tracing::warn!(part, reason = %reason, "not ready");
+                reason
+            }
+        };
+        body.insert(part.to_owned(), Value::String(text));
+    }
+    let status = if ready { "ready" } else { "not_ready" };
+    let body = json!({ "status": status, "checks": body });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+fn spool_check(spool: &Spool) -> Result<(), String> {
+    spool.readiness().map_err(|e| e.to_string())
+}
+
+async fn store_check(store: &dyn ObjectStore) -> Result<(), String> {
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.list_with_delimiter(None)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("the store refused a listing: {e}")),
+        Err(_) => Err(format!("the store did not answer within {}s", STORE_PROBE_TIMEOUT.as_secs())),
+    }
+}
+
+pub(super) async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    let stats = state.spool.stats();
+    metrics::spool_state(stats.disk_bytes, stats.backlog);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(metrics::handle().render())
 }

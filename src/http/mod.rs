@@ -1,6 +1,7 @@
 //! The HTTP receiver: routes, shared state, and the one error type that maps to statuses.
 //!
-//! `POST /webhooks/oncehub` takes deliveries (see `webhook`), `GET /healthz` answers liveness.
+//! `POST /webhooks/oncehub` takes deliveries (see `webhook`); `GET /healthz`, `GET /readyz` and
+//! `GET /metrics` are for operators (see `health`), on the same listener or on `--admin-listen`.
 //! Nothing under this module knows about Arrow, Parquet or storage: a verified delivery goes to
 //! the spool and that is all.
 
@@ -11,6 +12,7 @@ pub mod signature;
 mod webhook;
 
 pub use error::WebhookError;
+pub use health::{AdminState, STORE_PROBE_TIMEOUT};
 
 use actix_web::web;
 
@@ -28,9 +30,19 @@ pub struct WebhookState {
     pub max_body_bytes: usize,
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<WebhookState>) {
+/// The webhook route, and `/healthz` (container health checks look for it on the main port).
+pub fn configure_webhook(cfg: &mut web::ServiceConfig, state: web::Data<WebhookState>) {
     cfg.app_data(state)
         .route(WEBHOOK_PATH, web::post().to(webhook::receive))
         .route("/healthz", web::get().to(health::healthz));
+}
+
+/// `/readyz` and `/metrics` (plus `/healthz` when on a listener of their own).
+pub fn configure_admin(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>, with_healthz: bool) {
+    cfg.app_data(state)
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics));
+    if with_healthz {
+        cfg.route("/healthz", web::get().to(health::healthz));
+    }
 }

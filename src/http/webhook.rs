@@ -7,12 +7,15 @@
 //! disables the subscription.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use std::time::Instant;
+
 use chrono::Utc;
 
 use super::body::read_limited;
 use super::signature::{SignatureError, SignatureHeader};
 use super::{WebhookError, WebhookState};
-use crate::event::peek_id;
+use crate::event::peek;
+use crate::metrics;
 use crate::spool::{Appended, Delivery, EventKey};
 
 pub(super) async fn receive(
@@ -20,18 +23,26 @@ pub(super) async fn receive(
     payload: web::Payload,
     state: web::Data<WebhookState>,
 ) -> Result<HttpResponse, WebhookError> {
+    let arrived = Instant::now();
     let result = accept(&req, payload, &state).await;
     match &result {
-        Ok(Appended::Stored(seq)) => tracing::debug!(seq = seq.0, "delivery accepted"),
-        Ok(Appended::Duplicate) => {}
-        Err(e) => tracing::warn!(
-            status = actix_web::ResponseError::status_code(e).as_u16(),
-            peer = ?req.peer_addr(),
-            error = %e,
-            "delivery rejected"
-        ),
+        Ok((Appended::Stored(seq), trigger)) => {
+            metrics::delivery_received(*trigger, arrived.elapsed());
+            tracing::debug!(seq = seq.0, "delivery accepted");
+        }
+        Ok((Appended::Duplicate, _)) => metrics::duplicate(arrived.elapsed()),
+        Err(e) => {
+            metrics::delivery_rejected(e.code());
+            tracing::warn!(
+                status = actix_web::ResponseError::status_code(e).as_u16(),
+                reason = e.code(),
+                peer = ?req.peer_addr(),
+                error = %e,
+                "delivery rejected"
+            );
+        }
     }
-    result.map(|appended| {
+    result.map(|(appended, _)| {
         let status = match appended {
             Appended::Stored(_) => "accepted",
             Appended::Duplicate => "duplicate",
@@ -40,7 +51,12 @@ pub(super) async fn receive(
     })
 }
 
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) -> Result<Appended, WebhookError> {
+/// Keeps the delivery; returns what the spool did and the envelope's documented trigger, if any.
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &WebhookState,
+) -> Result<(Appended, Option<&'static str>), WebhookError> {
     let header = req
         .headers()
         .get("oncehub-signature")
@@ -51,7 +67,8 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) 
     let body = read_limited(req, payload, state.max_body_bytes).await?;
     let received_at = Utc::now();
     state.verifier.verify(&header, &body, received_at.timestamp())?;
-    let event_key = peek_id(&body).map(|id| EventKey::of(&id));
+    let peeked = peek(&body);
+    let event_key = peeked.id.as_deref().map(EventKey::of);
     let delivery = Delivery {
         received_at,
         remote_addr: req.peer_addr(),
@@ -59,5 +76,5 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &WebhookState) 
         event_key,
         body,
     };
-    Ok(state.spool.append(delivery).await?)
+    Ok((state.spool.append(delivery).await?, peeked.trigger))
 }

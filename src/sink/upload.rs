@@ -69,6 +69,7 @@ impl Uploader {
                 Ok(outcome) => return Ok(outcome),
                 Err(e) => e.to_string(),
             };
+            crate::metrics::store_error("put");
             tracing::warn!(key = %key, attempts, error = %last_error, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}

@@ -156,6 +156,8 @@ pub struct SpoolStats {
     pub fsyncs: u64,
     pub duplicates: u64,
     pub disk_bytes: u64,
+    /// Records on disk whose rows are not yet acknowledged as in the store.
+    pub backlog: u64,
 }
 
 /// The durable end of the log, published by the writer.
@@ -185,6 +187,8 @@ struct Inner {
     /// (first seq, size) of each segment; the last one is active.
     segments: VecDeque<(u64, u64)>,
     low_disk: bool,
+    /// The last append was refused for the size limit, and nothing was trimmed since.
+    refused_full: bool,
 }
 
 struct Shared {
@@ -286,6 +290,7 @@ impl Spool {
                 disk_bytes,
                 segments,
                 low_disk: false,
+                refused_full: false,
             }),
             wake: Condvar::new(),
             durable: watch::Sender::new(durable),
@@ -350,6 +355,7 @@ impl Spool {
         let size = record::encoded_len(&delivery) as u64;
         let limit = self.shared.opts.max_bytes;
         if inner.disk_bytes + inner.pending_bytes + size > limit {
+            inner.refused_full = true;
             return Err(SpoolError::Full { limit });
         }
         if inner.low_disk {
@@ -359,6 +365,7 @@ impl Spool {
             let entry = Entry { accepted_secs: delivery.received_at.timestamp(), batch: inner.batch };
             inner.dedup.insert(key, entry);
         }
+        inner.refused_full = false;
         let index = inner.pending.len() as u64;
         inner.pending.push(delivery);
         inner.pending_bytes += size;
@@ -418,6 +425,7 @@ impl Spool {
             while inner.segments.len() > 1 && inner.segments[1].0 - 1 <= checkpoint.0 {
                 if let Some((first, size)) = inner.segments.pop_front() {
                     inner.disk_bytes -= size;
+                    inner.refused_full = false;
                     doomed.push(first);
                 }
             }
@@ -448,6 +456,23 @@ impl Spool {
             fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
             duplicates: self.shared.duplicates.load(Ordering::Relaxed),
             disk_bytes: self.shared.inner().disk_bytes,
+            backlog: self.shared.durable.borrow().last.0.saturating_sub(self.acked().0),
+        }
+    }
+
+    /// Why an append would be refused right now (closed, disk nearly full, at its size limit), if
+    /// it would: the spool's part of `/readyz`.
+    pub fn readiness(&self) -> Result<(), SpoolError> {
+        let inner = self.shared.inner();
+        let limit = self.shared.opts.max_bytes;
+        if inner.closed {
+            Err(SpoolError::Closed)
+        } else if inner.low_disk {
+            Err(SpoolError::DiskFull)
+        } else if inner.refused_full || inner.disk_bytes + inner.pending_bytes >= limit {
+            Err(SpoolError::Full { limit })
+        } else {
+            Ok(())
         }
     }
 

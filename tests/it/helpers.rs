@@ -103,6 +103,7 @@ pub struct TestApp {
 pub fn settings(dir: &Path) -> ServeSettings {
     ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
         data_dir: dir.join("data"),
         storage: StorageUrl::Local(dir.join("lake")),
         secrets: SecretSource::Configured(vec![secret()]),

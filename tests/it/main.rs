@@ -7,5 +7,6 @@ mod durability;
 mod flush;
 mod helpers;
 mod hostile;
+mod ops;
 mod pipeline;
 mod s3;

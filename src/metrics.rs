@@ -1,0 +1,154 @@
+//! Named metric events, exported in Prometheus text format on `GET /metrics`.
+//!
+//! Every metric the service emits is a function here, so names, labels and units live in one
+//! place and label values are bounded (event types outside the documented triggers count as
+//! `other`). The recorder is process-global and installed once by [`handle`]; a background
+//! thread drains histogram samples every few seconds so memory stays flat without scrapes.
+//!
+//! Gauges that mirror state (spool bytes and records) are set when `/metrics` is scraped, not on
+//! the delivery path.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::event::documented_trigger;
+
+const RECEIVED: &str = "oncehub_bridge_deliveries_received_total";
+const REJECTED: &str = "oncehub_bridge_deliveries_rejected_total";
+const DUPLICATES: &str = "oncehub_bridge_duplicates_total";
+const ACK_LATENCY: &str = "oncehub_bridge_ack_latency_seconds";
+const SPOOL_BYTES: &str = "oncehub_bridge_spool_bytes";
+const SPOOL_RECORDS: &str = "oncehub_bridge_spool_records";
+const FLUSHES: &str = "oncehub_bridge_flushes_total";
+const FILES: &str = "oncehub_bridge_files_written_total";
+const BYTES: &str = "oncehub_bridge_bytes_written_total";
+const ROWS: &str = "oncehub_bridge_rows_written_total";
+const STORE_ERRORS: &str = "oncehub_bridge_store_errors_total";
+const STORE_RETRIES: &str = "oncehub_bridge_store_retries_total";
+const LAG: &str = "oncehub_bridge_event_to_queryable_seconds";
+
+/// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
+const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Lag: from `received_at` to the file holding the row being in the store (flush interval bound).
+const LAG_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The exporter handle: renders the text format. Installs the recorder on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), ACK_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LAG.into()), LAG_BUCKETS))
+            .expect("bucket lists are non-empty constants");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        describe();
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms drain on scrape only");
+        }
+        handle
+    })
+}
+
+fn describe() {
+    describe_counter!(RECEIVED, "Signed deliveries kept in the spool (2xx), by event type.");
+    describe_counter!(REJECTED, "Deliveries answered non-2xx, by reason.");
+    describe_counter!(DUPLICATES, "Deliveries of an event id already accepted (2xx, not written again).");
+    describe_histogram!(ACK_LATENCY, Unit::Seconds, "From a delivery's arrival to its answer, for 2xx answers.");
+    describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes of spool segments on disk.");
+    describe_gauge!(SPOOL_RECORDS, "Deliveries in the spool whose rows are not yet in the store.");
+    describe_counter!(FLUSHES, "Parquet files cut, by table and reason (rows, bytes, age, shutdown, replay).");
+    describe_counter!(FILES, "Parquet files in the store, by table.");
+    describe_counter!(BYTES, Unit::Bytes, "Parquet bytes written to the store, by table.");
+    describe_counter!(ROWS, "Rows written to the store, by table.");
+    describe_counter!(STORE_ERRORS, "Failed store writes, by operation.");
+    describe_counter!(STORE_RETRIES, "Store writes retried after a failure.");
+    describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
+}
+
+/// A signed delivery was kept; `event_type` is the envelope's `type` when it could be read.
+pub fn delivery_received(event_type: Option<&str>, latency: Duration) {
+    let label = event_type.and_then(documented_trigger).unwrap_or("other");
+    counter!(RECEIVED, "event_type" => label).increment(1);
+    histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+}
+
+/// A delivery of an already accepted event id.
+pub fn duplicate(latency: Duration) {
+    counter!(DUPLICATES).increment(1);
+    histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+}
+
+/// A delivery answered non-2xx; `reason` is the error code of the response body.
+pub fn delivery_rejected(reason: &'static str) {
+    counter!(REJECTED, "reason" => reason).increment(1);
+}
+
+/// The spool's state, set on scrape.
+pub fn spool_state(bytes: u64, records: u64) {
+    gauge!(SPOOL_BYTES).set(bytes as f64);
+    gauge!(SPOOL_RECORDS).set(records as f64);
+}
+
+/// A file was cut and is in the store. `received_at` holds every row's arrival time.
+pub fn file_written(table: &'static str, reason: &'static str, bytes: usize, received_at: &[DateTime<Utc>]) {
+    counter!(FLUSHES, "table" => table, "reason" => reason).increment(1);
+    counter!(FILES, "table" => table).increment(1);
+    counter!(BYTES, "table" => table).increment(bytes as u64);
+    counter!(ROWS, "table" => table).increment(received_at.len() as u64);
+    // Rows arrive together: count them per 100 ms of lag, one histogram call per step.
+    let now = Utc::now();
+    let mut steps: BTreeMap<i64, u64> = BTreeMap::new();
+    for t in received_at {
+        *steps.entry((now - *t).num_milliseconds().max(0) / 100).or_default() += 1;
+    }
+    let lag = histogram!(LAG);
+    for (step, rows) in steps {
+        lag.record_many(step as f64 / 10.0, rows as usize);
+    }
+}
+
+/// A store write failed and will be retried.
+pub fn store_error(operation: &'static str) {
+    counter!(STORE_ERRORS, "operation" => operation).increment(1);
+    counter!(STORE_RETRIES).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_units_and_bounded_labels() {
+        let h = handle();
+        delivery_received(Some("booking.scheduled"), Duration::from_millis(3));
+        delivery_received(Some("made.up.type"), Duration::from_millis(3));
+        delivery_rejected("invalid_signature");
+        let now = Utc::now();
+        file_written("bookings", "age", 1234, &[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)]);
+        h.run_upkeep();
+        let text = h.render();
+        assert!(text.contains(r#"oncehub_bridge_deliveries_received_total{event_type="booking.scheduled"} 1"#), "{text}");
+        assert!(text.contains(r#"oncehub_bridge_deliveries_received_total{event_type="other"} 1"#), "{text}");
+        assert!(!text.contains("made.up.type"), "{text}");
+        assert!(text.contains(r#"oncehub_bridge_deliveries_rejected_total{reason="invalid_signature"} 1"#), "{text}");
+        assert!(text.contains(r#"oncehub_bridge_event_to_queryable_seconds_bucket{le="5"} 0"#), "{text}");
+        assert!(text.contains(r#"oncehub_bridge_event_to_queryable_seconds_bucket{le="10"} 2"#), "{text}");
+        assert!(text.contains(r#"oncehub_bridge_ack_latency_seconds_bucket{le="0.005"} 2"#), "{text}");
+        assert!(text.contains("# HELP oncehub_bridge_bytes_written_total"), "{text}");
+    }
+}
