@@ -131,7 +131,7 @@ sleep 0.3
 peak_kib=$(grep -o '[0-9]*' "$WORK/hwm")
 cpu_ticks=$(cat "$WORK/cpu")
 lake=$("$PY" bench/lake.py "$WORK/data/lake" EVNT-rate-)
-per_fsync=$(grep -o 'records_per_fsync="\?[0-9.]*' "$WORK/serve.log" | grep -o '[0-9.]*$' || echo "?")
+per_fsync=$(grep -o 'records_per_fsync"\?[=:]"\?[0-9.]*' "$WORK/serve.log" | grep -o '[0-9.]*$' || echo "?")
 
 accepted=$(($(val "$fixed" requests) - $(val "$fixed" non2xx) + $(val "$saturated" requests) - $(val "$saturated" non2xx)))
 calc() { "$PY" -c "print($1)"; }

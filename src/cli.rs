@@ -12,6 +12,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "oncehub-bridge", version, about, propagate_version = true)]
 pub struct Cli {
+    /// Log lines as JSON objects or readable text. Default: pretty on a terminal, json otherwise.
+    #[arg(long, global = true, env = "ONCEHUB_BRIDGE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }

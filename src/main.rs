@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = oncehub_bridge::cli::Cli::parse();
-    oncehub_bridge::telemetry::init();
+    oncehub_bridge::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(oncehub_bridge::startup::background_priority)

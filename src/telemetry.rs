@@ -1,12 +1,35 @@
-//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as one JSON object
+//! per line (for log collectors) or as readable text (for people). The default follows stderr:
+//! readable on a terminal, JSON otherwise (a container, a file, a pipe).
+//!
+//! Nothing logged carries a credential: secrets are their own types whose `Debug` is redacted, and
+//! errors from the store and the OnceHub API are logged by their message only.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line: timestamp, level, target, message and the event's fields.
+    Json,
+    /// Human-readable text, coloured on a terminal.
+    Pretty,
+}
+
+impl LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    pub fn for_stderr() -> LogFormat {
+        if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json }
+    }
+}
+
+pub fn init(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format.unwrap_or_else(LogFormat::for_stderr) {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init(),
+        LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
 }

@@ -286,7 +286,7 @@ async fn sigterm_then_restart_replays_nothing() {
     let log = bin.stderr();
     let opened: Vec<&str> = log.lines().filter(|l| l.contains("spool opened")).collect();
     assert_eq!(opened.len(), 2);
-    assert!(opened[1].contains("replay=0"), "{}", opened[1]);
+    assert!(opened[1].contains(r#""replay":0"#), "{}", opened[1]);
     let d = s3.duck("SELECT count(*) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
     assert_eq!(d.rows[0][0], json!(30));
 }
@@ -345,7 +345,7 @@ async fn a_crash_between_upload_and_checkpoint_rewrites_the_same_objects_not_new
         assert_eq!(lake_files(&lake), files, "replay after checkpoint {checkpoint} wrote exactly the same objects");
     }
     let log = bin.stderr();
-    let rewritten = log.lines().filter(|l| l.contains("file written") && l.contains("existed=true")).count();
+    let rewritten = log.lines().filter(|l| l.contains("file written") && l.contains(r#""existed":true"#)).count();
     assert_eq!(rewritten, expected_rewrites, "every replayed file found its object already there");
     let d = duck(&format!("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{}/*/*/*.parquet', union_by_name = true)", lake.display()));
     assert_eq!(d.rows[0], vec![json!(30), json!(30)]);

@@ -7,6 +7,7 @@ mod durability;
 mod flush;
 mod helpers;
 mod hostile;
+mod logs;
 mod ops;
 mod pipeline;
 mod s3;

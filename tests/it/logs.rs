@@ -1,0 +1,158 @@
+//! Logs: JSON lines off a terminal and readable text on request, one line per rejected delivery
+//! with its reason, and no credential in any log line, error message or response, whatever fails.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::samples;
+use oncehub_bridge::secret::WebhookSecret;
+use serde_json::Value;
+
+use crate::helpers::{Binary, DeadStore, S3Server, free_port, wait_for_port};
+
+fn wait_for(bin: &Binary, text: &str) {
+    let start = Instant::now();
+    while !bin.stderr().contains(text) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no {text:?} in the log: {}", bin.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_off_a_terminal_and_text_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bin = Binary::serve(&dir.path().join("json"), &["--webhook-secret", "s3cr3t-for-json"], &[]);
+    let client = reqwest::Client::new();
+    let stale = format!("t={},s={}", Utc::now().timestamp() - 3600, "00".repeat(32));
+    let resp = client.post(bin.url()).header("Oncehub-Signature", stale).body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    let log = bin.stderr();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()), "{log}");
+    let rejected: Vec<&Value> = lines.iter().filter(|l| l["message"] == "delivery rejected").collect();
+    assert_eq!(rejected.len(), 1, "{log}");
+    assert_eq!((&rejected[0]["reason"], &rejected[0]["status"]), (&"stale_signature".into(), &401.into()));
+
+    let mut bin = Binary::serve(&dir.path().join("pretty"), &["--webhook-secret", "s3cr3t", "--log-format", "pretty"], &[]);
+    wait_for(&bin, "ready");
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    let log = bin.stderr();
+    assert!(log.lines().all(|l| !l.starts_with('{')), "{log}");
+    assert!(log.lines().any(|l| l.contains(" INFO ") && l.contains("oncehub-bridge ready")), "{log}");
+}
+
+const API_KEY: &str = "ohk_live_APIKEY_must_not_leak_7f3a";
+const WEBHOOK_SECRETS: [&str; 2] = ["whsec_FIRST_must_not_leak_91c2", "whsec_SECOND_must_not_leak_44d0"];
+const ACCESS_KEY: &str = "AKIA_ACCESS_must_not_leak_0b1e";
+const SECRET_KEY: &str = "aws_SECRET_must_not_leak_c8d7e6f5";
+
+/// Every credential this test hands the bridge, and how much of one may not show.
+fn assert_no_credential(what: &str, text: &str) {
+    for credential in [API_KEY, WEBHOOK_SECRETS[0], WEBHOOK_SECRETS[1], ACCESS_KEY, SECRET_KEY] {
+        // Any 12-character run of a credential is a leak, not only the whole of it.
+        let leaked = (0..=credential.len() - 12).map(|i| &credential[i..i + 12]).find(|part| text.contains(part));
+        assert!(leaked.is_none(), "{what} leaks {leaked:?} of a credential:\n{text}");
+    }
+}
+
+fn credential_env(s3_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("ONCEHUB_API_KEY", API_KEY.into()),
+        ("ONCEHUB_WEBHOOK_SECRET", WEBHOOK_SECRETS.join(",")),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("RUST_LOG", "trace".into()),
+    ]
+}
+
+/// Bad deliveries of every kind; the response bodies, for the leak check.
+async fn hostile_deliveries(url: &str) -> String {
+    let client = reqwest::Client::new();
+    let good = serde_json::to_vec(&samples::all_events("leak", Utc::now())[0]).unwrap();
+    let wrong = WebhookSecret::parse("not-the-secret").unwrap();
+    let now = Utc::now().timestamp();
+    let first = WebhookSecret::parse(WEBHOOK_SECRETS[0]).unwrap();
+    let requests = [
+        (None, good.clone()),
+        (Some(sign(&wrong, now, &good)), good.clone()),
+        (Some(sign(&first, now - 7200, &good)), good.clone()),
+        (Some("t=1,s=zz".to_owned()), good.clone()),
+        (Some(sign(&first, now, &[b'x'; 2 << 20])), vec![b'x'; 2 << 20]),
+        (Some(sign(&first, now, b"{not json")), b"{not json".to_vec()),
+        (Some(sign(&first, now, &good)), good.clone()),
+    ];
+    let mut bodies = String::new();
+    for (signature, body) in requests {
+        let mut req = client.post(url).body(body);
+        if let Some(s) = signature {
+            req = req.header("Oncehub-Signature", s);
+        }
+        let resp = req.send().await.unwrap();
+        bodies.push_str(&format!("{} {}\n", resp.status(), resp.text().await.unwrap_or_default()));
+    }
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails() {
+    // The check itself catches a partial leak.
+    let partial = format!("key={}…", &SECRET_KEY[4..18]);
+    assert!(std::panic::catch_unwind(|| assert_no_credential("self-check", &partial)).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let bin_path = env!("CARGO_BIN_EXE_oncehub-bridge");
+
+    // 1. The store refuses the credentials (a real S3 server with other keys), logs at trace.
+    let s3 = S3Server::start(&dir.path().join("s3"));
+    let admin_port = free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let args = ["--storage-url", "s3://lake/x", "--flush-interval", "200ms", "--shutdown-timeout", "1s", "--admin-listen", admin.as_str()];
+    let mut bin = Binary::serve(&dir.path().join("refused"), &args, &credential_env(s3.port));
+    wait_for_port(admin_port, Duration::from_secs(10));
+    let mut seen = hostile_deliveries(&bin.url()).await;
+    wait_for(&bin, "store write failed; retrying");
+    let ready = reqwest::get(format!("http://{admin}/readyz")).await.unwrap().text().await.unwrap();
+    assert!(ready.contains("not_ready"), "{ready}");
+    seen.push_str(&ready);
+    seen.push_str(&reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap());
+    let _ = bin.terminate(Duration::from_secs(10)); // the deadline passes: the upload never succeeds
+    assert_no_credential("a store refusing the credentials", &format!("{}{seen}", bin.stderr()));
+
+    // 2. The store is down.
+    let port = free_port();
+    let dead = DeadStore::hold(port);
+    let mut bin = Binary::serve(&dir.path().join("down"), &args[..6], &credential_env(port));
+    let seen = hostile_deliveries(&bin.url()).await;
+    wait_for(&bin, "store write failed; retrying");
+    let _ = bin.terminate(Duration::from_secs(10));
+    assert_no_credential("a store that is down", &format!("{}{seen}", bin.stderr()));
+    drop(dead);
+
+    // 3. Start-up failures and CLI errors, each with every credential in its environment.
+    let failing: [&[&str]; 4] = [
+        &["serve", "--storage-url", "ftp://AKIA_ACCESS_must_not_leak_0b1e:aws_SECRET_must_not_leak_c8d7e6f5@host/x"],
+        &["serve", "--webhook-secret", "whsec_FIRST_must_not_leak_91c2,,x"],
+        &["serve", "--listen", "256.0.0.1:1"],
+        &["send-test-event", "--all", "--url", "http://127.0.0.1:9/webhooks/oncehub"],
+    ];
+    for argv in failing {
+        let out = Command::new(bin_path)
+            .args(argv)
+            .arg("--data-dir")
+            .arg(dir.path().join("cli"))
+            .envs(credential_env(port))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{argv:?} should fail");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_no_credential(&format!("{argv:?}"), &text);
+    }
+}
