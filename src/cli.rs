@@ -26,9 +26,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Post signed sample deliveries (every documented shape) to a running receiver.
     SendTestEvent(SendTestArgs),
+    /// Check a configuration without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The table schemas, for warehouse engines.
     #[command(subcommand)]
     Schema(SchemaCommand),
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings of `serve` (flags > environment > --config file > defaults),
+    /// secrets redacted, and exit non-zero if they are invalid.
+    Check(ServeArgs),
 }
 
 /// `schema` subcommands.
@@ -46,8 +57,13 @@ pub enum SchemaCommand {
 }
 
 /// Settings of `serve`. Each flag can also be set by the environment variable shown.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A TOML file with any of these settings, keyed by flag name (`flush_interval = "30s"`).
+    /// Environment variables and flags override it; an unknown key is an error.
+    #[arg(long, env = "ONCEHUB_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address the webhook receiver listens on.
     #[arg(long, env = "ONCEHUB_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

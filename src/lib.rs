@@ -29,11 +29,14 @@ pub mod spool;
 pub mod startup;
 pub mod telemetry;
 
-use cli::{Cli, Command};
+use clap::CommandFactory;
 
-/// Runs one CLI command to completion.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+use cli::{Cli, Command, ConfigCommand};
+use config::file::Layered;
+
+/// Runs one parsed CLI command to completion.
+pub async fn run(layered: Layered) -> anyhow::Result<()> {
+    match layered.cli.command {
         Command::Serve(args) => {
             let settings = config::ServeSettings::from_args(args)?;
             let app = startup::Application::build(settings).await?;
@@ -41,10 +44,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SendTestEvent(args) => send_test::run(args).await,
+        Command::Config(ConfigCommand::Check(args)) => config_check(&layered.provenance, args),
         Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
             let catalog = schema::Catalog::load()?;
             print!("{}", schema::ddl::ddl(&catalog, engine, &location));
             Ok(())
         }
     }
+}
+
+/// `config check`: prints the effective settings (secrets redacted), then validates them.
+fn config_check(provenance: &config::file::Provenance, args: cli::ServeArgs) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    command.build();
+    if let Some(check) = command.find_subcommand("config").and_then(|c| c.find_subcommand("check")) {
+        print!("{}", config::show::render(provenance, check));
+    }
+    let settings = config::ServeSettings::from_args(args)?;
+    eprintln!("the configuration is valid (storage: {}, data dir: {})", settings.storage, settings.data_dir.display());
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use oncehub_bridge::config::file::LayerError;
 
 /// mimalloc: the batcher's Parquet buffers grow and shrink all the time, which glibc's malloc
 /// answers with page faults and fragmentation (measured with `bench/run.sh`: see the README).
@@ -10,8 +10,18 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = oncehub_bridge::cli::Cli::parse();
-    oncehub_bridge::telemetry::init(cli.log_format);
+    let layered = match oncehub_bridge::config::file::parse(std::env::args_os().collect()) {
+        Ok(layered) => layered,
+        Err(LayerError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    oncehub_bridge::telemetry::init(layered.cli.log_format);
+    for warning in &layered.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(oncehub_bridge::startup::background_priority)
@@ -23,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(oncehub_bridge::run(cli)) {
+    match runtime.block_on(oncehub_bridge::run(layered)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

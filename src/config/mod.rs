@@ -1,6 +1,11 @@
 //! Typed, validated settings for `serve`, built once from the parsed command line.
 //!
 //! Every value here is already valid: a bad one fails at start with a message naming the setting.
+//! Where values come from (flags, environment, `--config` file, defaults) is `file`'s concern;
+//! `show` prints them for `config check`.
+
+pub mod file;
+pub mod show;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
