@@ -11,4 +11,5 @@ mod hostile;
 mod logs;
 mod ops;
 mod pipeline;
+mod queries;
 mod s3;
