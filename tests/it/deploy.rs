@@ -73,6 +73,7 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
     // published, the volume is a directory. Everything else is the compose file's own.
     let data = dir.path().join("volume");
     let port = free_port();
+    let admin_port = free_port();
     let mut env: Vec<(String, String)> = bridge["environment"]
         .as_object()
         .unwrap()
@@ -83,6 +84,7 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
         match k.as_str() {
             "AWS_ENDPOINT_URL" => *v = v.replace("minio:9000", &format!("127.0.0.1:{}", s3.port)),
             "ONCEHUB_BRIDGE_LISTEN" => *v = v.replace("0.0.0.0:8080", &format!("127.0.0.1:{port}")),
+            "ONCEHUB_BRIDGE_ADMIN_LISTEN" => *v = v.replace("0.0.0.0:9090", &format!("127.0.0.1:{admin_port}")),
             "ONCEHUB_BRIDGE_DATA_DIR" => *v = data.display().to_string(),
             _ => {}
         }
@@ -94,6 +96,13 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)));
     let mut bin = Binary::spawn(cmd, port, dir.path().join("bridge.log"));
+
+    crate::helpers::wait_for_port(admin_port, Duration::from_secs(10));
+    let ready = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let resp = reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz")).await.unwrap();
+        (resp.status(), resp.text().await.unwrap_or_default())
+    });
+    assert_eq!(ready.0, 200, "{}", ready.1);
 
     // With ONCEHUB_WEBHOOK_SECRET empty the bridge generated a secret in its volume.
     let stdout = send_test_events(&bin.url(), &data);
