@@ -40,7 +40,7 @@ pub fn render(layered: &Provenance, command: &clap::Command) -> String {
             ([], _) => format!("# {id} is not set"),
             (v, true) if v.iter().all(|s| s.trim().is_empty()) => format!("# {id} is empty  # {source}"),
             (v, true) => format!("# {id} = <redacted: {} value{}>  # {source}", v.len(), if v.len() == 1 { "" } else { "s" }),
-            ([one], false) if !arg.get_num_args().is_some_and(|n| n.max_values() > 1) && !is_list(arg) => {
+            ([one], false) if arg.get_num_args().is_none_or(|n| n.max_values() <= 1) && !is_list(arg) => {
                 format!("{id} = {}  # {source}", toml::Value::String(one.clone()))
             }
             (many, false) => {
