@@ -26,6 +26,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Post signed sample deliveries (every documented shape) to a running receiver.
     SendTestEvent(SendTestArgs),
+    /// Create (or reuse) the OnceHub webhook subscription for a URL; keeps its secret in --data-dir.
+    Register(RegisterArgs),
+    /// List the account's OnceHub webhook subscriptions.
+    List(ListArgs),
+    /// Delete OnceHub webhook subscriptions by id, URL or name.
+    Unregister(UnregisterArgs),
     /// Check a configuration without starting anything.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -132,6 +138,102 @@ pub struct ServeArgs {
     /// HTTP worker threads. Default: one per CPU core.
     #[arg(long, env = "ONCEHUB_BRIDGE_WORKERS")]
     pub workers: Option<NonZeroUsize>,
+
+    /// The https address OnceHub reaches this service at (base URL, `/webhooks/oncehub` is added).
+    /// With --api-key, `serve` makes sure exactly one subscription points there before it is ready.
+    #[arg(long, env = "ONCEHUB_BRIDGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    #[command(flatten)]
+    pub subscription: SubscriptionArgs,
+
+    /// After a subscription is replaced, its old secret is still accepted this long (deliveries
+    /// signed in flight).
+    #[arg(long, env = "ONCEHUB_BRIDGE_SECRET_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub secret_grace: Duration,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Default: plain HTTP, for
+    /// running behind a proxy that terminates TLS.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// How to reach the OnceHub API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// OnceHub API key, sent as the API-Key header (OnceHub: Settings > API & webhooks). With
+    /// --public-url, `serve` keeps its own webhook subscription.
+    #[arg(long, env = "ONCEHUB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// The OnceHub API's base URL.
+    #[arg(long, env = "ONCEHUB_API_BASE_URL", default_value = crate::oncehub::DEFAULT_BASE_URL)]
+    pub api_base_url: String,
+}
+
+/// What a subscription listens to.
+#[derive(Debug, Clone, Args)]
+pub struct SubscriptionArgs {
+    /// Event triggers to subscribe to, comma-separated. Default: every booking and conversation
+    /// trigger.
+    #[arg(long, env = "ONCEHUB_BRIDGE_EVENTS", value_delimiter = ',')]
+    pub events: Vec<String>,
+
+    /// The subscription's name (unique in the account). Default: `oncehub-bridge <host>`.
+    #[arg(long = "subscription-name", env = "ONCEHUB_BRIDGE_SUBSCRIPTION_NAME")]
+    pub subscription_name: Option<String>,
+}
+
+/// Settings of `register`.
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// The https address OnceHub posts to: the service's base URL (`/webhooks/oncehub` is added) or
+    /// the full webhook URL.
+    #[arg(long, env = "ONCEHUB_BRIDGE_PUBLIC_URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub subscription: SubscriptionArgs,
+    /// Also print the signing secret (it is always kept in <data-dir>/subscription.json).
+    #[arg(long)]
+    pub show_secret: bool,
+    /// Where the subscription's secret is kept (the data dir `serve` uses).
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Settings of `list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Settings of `unregister`: exactly one of ID, --url, --name.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["id", "url", "name"]))]
+pub struct UnregisterArgs {
+    /// The subscription id (WHK-...).
+    pub id: Option<String>,
+    /// Delete every subscription posting to this URL (base or full webhook URL).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Delete the subscription with this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The data dir whose kept secret is forgotten when its subscription is deleted.
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Settings of `send-test-event`.

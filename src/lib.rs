@@ -18,7 +18,9 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod manage;
 pub mod metrics;
+pub mod oncehub;
 pub mod samples;
 pub mod schema;
 pub mod secret;
@@ -44,6 +46,9 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SendTestEvent(args) => send_test::run(args).await,
+        Command::Register(args) => manage::register(args).await,
+        Command::List(args) => manage::list(args).await,
+        Command::Unregister(args) => manage::unregister(args).await,
         Command::Config(ConfigCommand::Check(args)) => config_check(&layered.provenance, args),
         Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
             let catalog = schema::Catalog::load()?;

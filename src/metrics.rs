@@ -13,10 +13,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::event::documented_trigger;
+use crate::event::{BOOKING_TRIGGERS, CONVERSATION_TRIGGERS};
 
 const RECEIVED: &str = "oncehub_bridge_deliveries_received_total";
 const REJECTED: &str = "oncehub_bridge_deliveries_rejected_total";
@@ -80,17 +80,42 @@ fn describe() {
     describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
 }
 
-/// A signed delivery was kept; `event_type` is the envelope's `type` when it could be read.
-pub fn delivery_received(event_type: Option<&str>, latency: Duration) {
-    let label = event_type.and_then(documented_trigger).unwrap_or("other");
-    counter!(RECEIVED, "event_type" => label).increment(1);
-    histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+/// Handles of the per-delivery metrics, registered once: `counter!` with labels builds and
+/// hashes its key on every call, which the delivery path should not pay.
+struct Hot {
+    received: Vec<(&'static str, Counter)>,
+    received_other: Counter,
+    duplicates: Counter,
+    ack_latency: Histogram,
+}
+
+fn hot() -> &'static Hot {
+    static HOT: OnceLock<Hot> = OnceLock::new();
+    HOT.get_or_init(|| {
+        handle();
+        let triggers = BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter());
+        Hot {
+            received: triggers.map(|t| (*t, counter!(RECEIVED, "event_type" => *t))).collect(),
+            received_other: counter!(RECEIVED, "event_type" => "other"),
+            duplicates: counter!(DUPLICATES),
+            ack_latency: histogram!(ACK_LATENCY),
+        }
+    })
+}
+
+/// A signed delivery was kept; `trigger` is the envelope's `type` when it is a documented one.
+pub fn delivery_received(trigger: Option<&str>, latency: Duration) {
+    let hot = hot();
+    let counter = trigger.and_then(|t| hot.received.iter().find(|(k, _)| *k == t)).map_or(&hot.received_other, |(_, c)| c);
+    counter.increment(1);
+    hot.ack_latency.record(latency.as_secs_f64());
 }
 
 /// A delivery of an already accepted event id.
 pub fn duplicate(latency: Duration) {
-    counter!(DUPLICATES).increment(1);
-    histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+    let hot = hot();
+    hot.duplicates.increment(1);
+    hot.ack_latency.record(latency.as_secs_f64());
 }
 
 /// A delivery answered non-2xx; `reason` is the error code of the response body.

@@ -1,5 +1,6 @@
-//! Secret values (webhook signing secrets): a type that never prints itself, and the local secret
-//! file a first run generates so the service works with no settings at all.
+//! Secret values (webhook signing secrets, the OnceHub API key): types that never print
+//! themselves, and the local secret file a first run generates so the service works with no
+//! settings at all.
 //!
 //! Invariant: no `Debug`/`Display` of a secret shows its value; only [`WebhookSecret::expose`] does,
 //! and only the signer and verifier call it.
@@ -31,6 +32,28 @@ impl WebhookSecret {
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         WebhookSecret(hex::encode(bytes))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A OnceHub API key. Its `Debug` output is redacted; only the client's header uses the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl ApiKey {
+    /// Any non-blank text, trimmed; `None` when blank (an empty `ONCEHUB_API_KEY=` means unset).
+    pub fn parse(text: &str) -> Option<ApiKey> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| ApiKey(t.to_owned()))
     }
 
     pub fn expose(&self) -> &str {

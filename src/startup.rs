@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, BatcherError, BatcherReport};
-use crate::config::{SecretSource, ServeSettings};
+use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
 use crate::http::{self, AdminState, WebhookState, signature::Verifier};
 use crate::metrics;
+use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
 use crate::sink::{StoreError, Uploader, WriterId, open_store};
@@ -40,6 +41,8 @@ pub enum StartupError {
     InstanceId(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -71,7 +74,13 @@ impl Application {
     pub async fn build(settings: ServeSettings) -> Result<Application, StartupError> {
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
-        let secrets = resolve_secrets(&settings)?;
+        let (secrets, expiring, subscription) = match &settings.subscription {
+            Some(sub) => {
+                let (secrets, expiring, watch) = subscribe(&settings, sub).await?;
+                (secrets, expiring, Some(watch))
+            }
+            None => (resolve_secrets(&settings)?, Vec::new(), None),
+        };
         let store = open_store(&settings.storage)?;
         metrics::handle();
         let catalog = Arc::new(Catalog::load()?);
@@ -106,11 +115,11 @@ impl Application {
         }
 
         let state = web::Data::new(WebhookState {
-            verifier: Verifier::new(&secrets, settings.signature_tolerance.as_secs()),
+            verifier: Verifier::with_expiring(&secrets, &expiring, settings.signature_tolerance.as_secs()),
             spool: spool.clone(),
             max_body_bytes: settings.max_body_bytes.get(),
         });
-        let admin = web::Data::new(AdminState { spool: spool.clone(), store });
+        let admin = web::Data::new(AdminState { spool: spool.clone(), store, subscription });
         let listener = bind(settings.listen)?;
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
         let (admin_server, admin_port) = match settings.admin_listen {
@@ -225,6 +234,23 @@ impl Application {
 
 fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// Auto-registration: makes sure the subscription is in place; its secret (plus any configured
+/// ones) verifies deliveries at once, and replaced secrets until their grace period ends.
+async fn subscribe(
+    settings: &ServeSettings,
+    sub: &SubscriptionSettings,
+) -> Result<(Vec<WebhookSecret>, Vec<(WebhookSecret, i64)>, Arc<SubscriptionWatch>), StartupError> {
+    let client = OnceHubClient::new(&sub.api.base, sub.api.key.clone()).map_err(SubscriptionError::from)?;
+    let ensured = ensure(&client, &sub.desired, &settings.data_dir, sub.grace).await?;
+    let mut secrets = match &settings.secrets {
+        SecretSource::Configured(list) => list.clone(),
+        SecretSource::LocalFile => Vec::new(),
+    };
+    secrets.extend(ensured.state.secret());
+    let expiring = ensured.state.previous_secrets(chrono::Utc::now()).into_iter().map(|(s, until)| (s, until.timestamp())).collect();
+    Ok((secrets, expiring, Arc::new(SubscriptionWatch::new(client, ensured.state.id.clone()))))
 }
 
 fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, StartupError> {

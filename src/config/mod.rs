@@ -12,9 +12,12 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use url::Url;
+
 use crate::batcher::FlushLimits;
-use crate::cli::ServeArgs;
-use crate::secret::WebhookSecret;
+use crate::cli::{ApiArgs, ServeArgs};
+use crate::oncehub::{Desired, SubscriptionError};
+use crate::secret::{ApiKey, WebhookSecret};
 use crate::sink::{StorageUrl, StoreError};
 use crate::spool::SpoolOptions;
 
@@ -29,6 +32,47 @@ pub enum ConfigError {
     ZeroFlushInterval,
     #[error("cannot determine the current directory: {0}")]
     Cwd(std::io::Error),
+    #[error("--api-key / ONCEHUB_API_KEY is set but --public-url / ONCEHUB_BRIDGE_PUBLIC_URL is not: set it to the https address OnceHub reaches this service at, or unset the key to manage the subscription yourself")]
+    PublicUrlMissing,
+    #[error("--public-url / --events: {0}")]
+    Subscription(#[from] SubscriptionError),
+    #[error("--api-base-url / ONCEHUB_API_BASE_URL: {0}")]
+    ApiBaseUrl(String),
+}
+
+/// How to reach the OnceHub API: validated `ApiArgs`.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub base: Url,
+    pub key: ApiKey,
+}
+
+impl ApiSettings {
+    /// `None` without a key (blank counts as none).
+    pub fn from_args(args: &ApiArgs) -> Result<Option<ApiSettings>, ConfigError> {
+        let Some(key) = args.api_key.as_deref().and_then(ApiKey::parse) else { return Ok(None) };
+        let base = Url::parse(args.api_base_url.trim()).map_err(|e| ConfigError::ApiBaseUrl(format!("{}: {e}", args.api_base_url)))?;
+        if !matches!(base.scheme(), "https" | "http") {
+            return Err(ConfigError::ApiBaseUrl(format!("{} is not an http(s) URL", args.api_base_url)));
+        }
+        Ok(Some(ApiSettings { base, key }))
+    }
+}
+
+/// Auto-registration: `serve` keeps exactly this subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSettings {
+    pub api: ApiSettings,
+    pub desired: Desired,
+    /// How long a replaced secret is still accepted.
+    pub grace: Duration,
+}
+
+/// HTTPS on the receiver's listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Where webhook secrets come from.
@@ -55,6 +99,9 @@ pub struct ServeSettings {
     pub shutdown_timeout: Duration,
     pub workers: Option<NonZeroUsize>,
     pub spool: SpoolOptions,
+    /// Set with an API key and a public URL.
+    pub subscription: Option<SubscriptionSettings>,
+    pub tls: Option<TlsSettings>,
 }
 
 impl ServeSettings {
@@ -86,6 +133,20 @@ impl ServeSettings {
         if args.flush_interval.is_zero() {
             return Err(ConfigError::ZeroFlushInterval);
         }
+        let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let subscription = match (ApiSettings::from_args(&args.api)?, public_url) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::PublicUrlMissing),
+            (Some(api), Some(url)) => {
+                let names = args.subscription.subscription_name.as_deref();
+                let desired = Desired::new(url, &args.subscription.events, names)?;
+                Some(SubscriptionSettings { api, desired, grace: args.secret_grace })
+            }
+        };
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings { cert: cwd.join(cert), key: cwd.join(key) }),
+            _ => None,
+        };
         Ok(ServeSettings {
             listen: args.listen,
             admin_listen: args.admin_listen,
@@ -101,6 +162,8 @@ impl ServeSettings {
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
+            subscription,
+            tls,
             spool: SpoolOptions {
                 dir: data_dir.join("spool"),
                 max_bytes: args.spool_max_bytes.get() as u64,
@@ -149,6 +212,22 @@ mod tests {
         assert!(e.contains("--storage-url"), "{e}");
         let e = settings(&["--flush-interval", "0s"]).unwrap_err().to_string();
         assert!(e.contains("--flush-interval"), "{e}");
+    }
+
+    #[test]
+    fn an_api_key_needs_an_https_public_url_and_known_events() {
+        assert!(settings(&[]).unwrap().subscription.is_none());
+        assert!(settings(&["--api-key", " "]).unwrap().subscription.is_none(), "blank means unset");
+        let e = settings(&["--api-key", "k-SECRET"]).unwrap_err().to_string();
+        assert!(e.contains("--public-url") && !e.contains("k-SECRET"), "{e}");
+        let e = settings(&["--api-key", "k", "--public-url", "http://h.example.com"]).unwrap_err().to_string();
+        assert!(e.contains("https"), "{e}");
+        let e = settings(&["--api-key", "k", "--public-url", "https://h", "--events", "booking.scheduled,booking.nope"]).unwrap_err();
+        assert!(e.to_string().contains("booking.nope"));
+        let s = settings(&["--api-key", "k", "--public-url", "https://h.example.com/"]).unwrap().subscription.unwrap();
+        assert_eq!(s.desired.url, "https://h.example.com/webhooks/oncehub");
+        assert_eq!(s.api.base.as_str(), "https://api.oncehub.com/v2");
+        assert!(!format!("{s:?}").contains("\"k\""), "the key is redacted in Debug");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `/readyz` checks, each on every call: the spool would take a delivery (open, under its size
 //! limit, disk not nearly full); the store answers a listing of the lake's root within
 //! [`STORE_PROBE_TIMEOUT`]; and, when the service manages its OnceHub subscription, that the
-//! subscription is in place. Messages name the part and the reason, never a credential.
+//! subscription is in place (see `oncehub::watch`). Messages name the part and the reason, never a credential.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use object_store::ObjectStore;
 use serde_json::{Map, Value, json};
 
 use crate::metrics;
+use crate::oncehub::SubscriptionWatch;
 use crate::spool::Spool;
 
 /// A store that does not answer a listing within this is reported unreachable.
@@ -24,6 +25,8 @@ pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct AdminState {
     pub spool: Spool,
     pub store: Arc<dyn ObjectStore>,
+    /// Set when `serve` manages its OnceHub subscription.
+    pub subscription: Option<Arc<SubscriptionWatch>>,
 }
 
 pub(super) async fn healthz() -> HttpResponse {
@@ -31,12 +34,15 @@ pub(super) async fn healthz() -> HttpResponse {
 }
 
 pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    let checks = [("spool", spool_check(&state.spool)), ("store", store_check(state.store.as_ref()).await)];
+    let mut checks = vec![("spool", spool_check(&state.spool)), ("store", store_check(state.store.as_ref()).await)];
+    if let Some(watch) = &state.subscription {
+        checks.push(("subscription", watch.status().await));
+    }
     let ready = checks.iter().all(|(_, r)| r.is_ok());
     let mut body = Map::new();
     for (part, result) in checks {
         let text = match result {
-            Ok(()) => "ok".to_owned(),
+            Ok(note) => note,
             Err(reason) => {
                 tracing::warn!(part, reason = %reason, "not ready");
                 reason
@@ -49,13 +55,13 @@ pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-fn spool_check(spool: &Spool) -> Result<(), String> {
-    spool.readiness().map_err(|e| e.to_string())
+fn spool_check(spool: &Spool) -> Result<String, String> {
+    spool.readiness().map(|()| "ok".to_owned()).map_err(|e| e.to_string())
 }
 
-async fn store_check(store: &dyn ObjectStore) -> Result<(), String> {
+async fn store_check(store: &dyn ObjectStore) -> Result<String, String> {
     match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.list_with_delimiter(None)).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => Ok("ok".to_owned()),
         Ok(Err(e)) => Err(format!("the store refused a listing: {e}")),
         Err(_) => Err(format!("the store did not answer within {}s", STORE_PROBE_TIMEOUT.as_secs())),
     }

@@ -68,7 +68,8 @@ impl SignatureHeader {
 /// Checks signatures against the configured secrets and replay tolerance.
 #[derive(Clone)]
 pub struct Verifier {
-    keys: Vec<HmacSha256>,
+    /// Each key with the last unix second it is accepted (`None`: no end).
+    keys: Vec<(HmacSha256, Option<i64>)>,
     /// Maximum |now - t| in seconds; `None` disables the check.
     tolerance_secs: Option<u64>,
 }
@@ -82,9 +83,16 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// `tolerance_secs == 0` disables the timestamp check.
     pub fn new(secrets: &[WebhookSecret], tolerance_secs: u64) -> Verifier {
+        Self::with_expiring(secrets, &[], tolerance_secs)
+    }
+
+    /// As [`Self::new`], plus secrets accepted only until a unix time (a replaced subscription's,
+    /// during its grace period).
+    pub fn with_expiring(secrets: &[WebhookSecret], expiring: &[(WebhookSecret, i64)], tolerance_secs: u64) -> Verifier {
         let keys = secrets
             .iter()
-            .map(keyed)
+            .map(|s| (keyed(s), None))
+            .chain(expiring.iter().map(|(s, until)| (keyed(s), Some(*until))))
             .collect();
         Verifier { keys, tolerance_secs: (tolerance_secs > 0).then_some(tolerance_secs) }
     }
@@ -94,7 +102,10 @@ impl Verifier {
         if self.tolerance_secs.is_some_and(|tol| now_unix.abs_diff(header.timestamp) > tol) {
             return Err(SignatureError::Stale);
         }
-        for key in &self.keys {
+        for (key, until) in &self.keys {
+            if until.is_some_and(|u| now_unix > u) {
+                continue;
+            }
             let mac = signed(key.clone(), header.timestamp, body);
             if header.signatures.iter().any(|sig| mac.clone().verify_slice(sig).is_ok()) {
                 return Ok(());
@@ -163,6 +174,14 @@ mod tests {
         assert_eq!(w.verify(&h, BODY.as_bytes(), T), Err(SignatureError::Mismatch));
         let no_tolerance = Verifier::new(&[secret(SECRET)], 0);
         assert_eq!(no_tolerance.verify(&h, BODY.as_bytes(), T + 10_000_000), Ok(()));
+    }
+
+    #[test]
+    fn an_expiring_secret_is_accepted_until_its_end_only() {
+        let v = Verifier::with_expiring(&[secret("new-secret")], &[(secret(SECRET), T + 60)], 0);
+        let h = SignatureHeader::parse(&format!("t={T},s={EXPECTED}")).unwrap();
+        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 60), Ok(()));
+        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 61), Err(SignatureError::Mismatch));
     }
 
     #[test]

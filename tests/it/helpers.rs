@@ -104,6 +104,8 @@ pub fn settings(dir: &Path) -> ServeSettings {
     ServeSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
+        subscription: None,
+        tls: None,
         data_dir: dir.join("data"),
         storage: StorageUrl::Local(dir.join("lake")),
         secrets: SecretSource::Configured(vec![secret()]),

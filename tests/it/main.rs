@@ -13,3 +13,5 @@ mod ops;
 mod pipeline;
 mod queries;
 mod s3;
+mod stub_api;
+mod subscription;
