@@ -30,6 +30,7 @@ pub mod sink;
 pub mod spool;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 
 use clap::CommandFactory;
 

@@ -18,6 +18,7 @@ use crate::batcher::{Batcher, BatcherError, BatcherReport};
 use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
 use crate::http::{self, AdminState, WebhookState, signature::Verifier};
 use crate::metrics;
+use crate::tls;
 use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
@@ -43,6 +44,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Subscription(#[from] SubscriptionError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("cannot listen on {addr}: {source}")]
@@ -72,6 +75,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: ServeSettings) -> Result<Application, StartupError> {
+        // Files first: a bad certificate stops the start before anything else happens.
+        let tls_config = settings.tls.as_ref().map(tls::server_config).transpose()?;
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let (secrets, expiring, subscription) = match &settings.subscription {
@@ -151,9 +156,14 @@ impl Application {
         if let Some(n) = settings.workers {
             server = server.workers(n.get());
         }
-        let server = server.listen(listener).map_err(StartupError::Server)?.run();
+        let server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(StartupError::Server)?
+        .run();
         tracing::info!(
-            listen = %settings.listen, port, admin_port, storage = %settings.storage, data_dir = %data_dir.display(),
+            listen = %settings.listen, port, admin_port, https = settings.tls.is_some(), storage = %settings.storage, data_dir = %data_dir.display(),
             secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", http::WEBHOOK_PATH
         );
         let admin = admin_server.map(|server| (server.handle(), tokio::spawn(server)));

@@ -15,3 +15,4 @@ mod queries;
 mod s3;
 mod stub_api;
 mod subscription;
+mod tls;
