@@ -32,6 +32,9 @@ pub enum Command {
     List(ListArgs),
     /// Delete OnceHub webhook subscriptions by id, URL or name.
     Unregister(UnregisterArgs),
+    /// Check a deployment end to end (API key, subscription, storage, receiver, a probe delivery
+    /// found in the lake), with the same settings as `serve`; non-zero exit on any failure.
+    Check(CheckArgs),
     /// Check a configuration without starting anything.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -234,6 +237,21 @@ pub struct UnregisterArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// Settings of `check`: those of `serve`, plus where to reach the running receiver.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// The running receiver's base URL. Default: http(s)://<--listen> (0.0.0.0 as 127.0.0.1).
+    #[arg(long, overrides_with = "receiver_url")]
+    pub receiver_url: Option<String>,
+
+    /// How long to wait for the probe delivery to reach the lake. Default: --flush-interval + 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_timeout: Option<Duration>,
 }
 
 /// Settings of `send-test-event`.

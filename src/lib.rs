@@ -14,6 +14,7 @@
 //! Columns come from `schemas/` only (see `schema`); `event` turns a delivery into a row.
 
 pub mod batcher;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod event;
@@ -50,6 +51,7 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
         Command::Register(args) => manage::register(args).await,
         Command::List(args) => manage::list(args).await,
         Command::Unregister(args) => manage::unregister(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => config_check(&layered.provenance, args),
         Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
             let catalog = schema::Catalog::load()?;
