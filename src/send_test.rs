@@ -6,6 +6,7 @@ use chrono::Utc;
 
 use crate::cli::SendTestArgs;
 use crate::http::signature::sign;
+use crate::oncehub::SubscriptionState;
 use crate::samples;
 use crate::secret::{WebhookSecret, read_secret_file, secret_file};
 
@@ -13,10 +14,15 @@ pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
     let secret = match args.webhook_secret.first().and_then(|s| WebhookSecret::parse(s)) {
         Some(s) => s,
         None => {
+            // The managed subscription's secret (serve with --api-key), else the generated one.
+            let managed = SubscriptionState::load(&SubscriptionState::path(&args.data_dir))?.and_then(|s| s.secret());
             let path = secret_file(&args.data_dir);
-            read_secret_file(&path)?.with_context(|| {
-                format!("no --webhook-secret given and no secret file at {}: start `oncehub-bridge serve` once, or pass --webhook-secret", path.display())
-            })?
+            match managed {
+                Some(secret) => secret,
+                None => read_secret_file(&path)?.with_context(|| {
+                    format!("no --webhook-secret given and no secret in {}: start `oncehub-bridge serve` once, or pass --webhook-secret", args.data_dir.display())
+                })?,
+            }
         }
     };
     let now = Utc::now();

@@ -11,6 +11,7 @@ use oncehub_bridge::secret::WebhookSecret;
 use serde_json::Value;
 
 use crate::helpers::{Binary, DeadStore, S3Server, free_port, wait_for_port};
+use crate::stub_api::StubApi;
 
 fn wait_for(bin: &Binary, text: &str) {
     let start = Instant::now();
@@ -61,9 +62,11 @@ fn assert_no_credential(what: &str, text: &str) {
     }
 }
 
-fn credential_env(s3_port: u16) -> Vec<(&'static str, String)> {
+fn credential_env(s3_port: u16, api: &StubApi) -> Vec<(&'static str, String)> {
     vec![
         ("ONCEHUB_API_KEY", API_KEY.into()),
+        ("ONCEHUB_API_BASE_URL", api.base_url()),
+        ("ONCEHUB_BRIDGE_PUBLIC_URL", "https://hooks.example.test".into()),
         ("ONCEHUB_WEBHOOK_SECRET", WEBHOOK_SECRETS.join(",")),
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}")),
         ("AWS_ALLOW_HTTP", "true".into()),
@@ -110,13 +113,18 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     let dir = tempfile::tempdir().unwrap();
     let bin_path = env!("CARGO_BIN_EXE_oncehub-bridge");
 
-    // 1. The store refuses the credentials (a real S3 server with other keys), logs at trace.
+    // 1. The store refuses the credentials (a real S3 server with other keys), logs at trace;
+    //    the subscription is registered (its secret is one more credential) and OnceHub answers
+    //    429 and 500 on the way.
+    let api = StubApi::start_with_key(API_KEY);
+    api.fail_next(&[429, 500]);
     let s3 = S3Server::start(&dir.path().join("s3"));
     let admin_port = free_port();
     let admin = format!("127.0.0.1:{admin_port}");
     let args = ["--storage-url", "s3://lake/x", "--flush-interval", "200ms", "--shutdown-timeout", "1s", "--admin-listen", admin.as_str()];
-    let mut bin = Binary::serve(&dir.path().join("refused"), &args, &credential_env(s3.port));
+    let mut bin = Binary::serve(&dir.path().join("refused"), &args, &credential_env(s3.port, &api));
     wait_for_port(admin_port, Duration::from_secs(10));
+    let subscription_secret = api.hooks()[0].secret.clone();
     let mut seen = hostile_deliveries(&bin.url()).await;
     wait_for(&bin, "store write failed; retrying");
     let ready = reqwest::get(format!("http://{admin}/readyz")).await.unwrap().text().await.unwrap();
@@ -124,20 +132,31 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     seen.push_str(&ready);
     seen.push_str(&reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap());
     let _ = bin.terminate(Duration::from_secs(10)); // the deadline passes: the upload never succeeds
-    assert_no_credential("a store refusing the credentials", &format!("{}{seen}", bin.stderr()));
+    let log = bin.stderr();
+    assert_no_credential("a store refusing the credentials", &format!("{log}{seen}"));
+    assert!(!log.contains(&subscription_secret), "the subscription's secret is logged");
 
     // 2. The store is down.
     let port = free_port();
     let dead = DeadStore::hold(port);
-    let mut bin = Binary::serve(&dir.path().join("down"), &args[..6], &credential_env(port));
+    let mut bin = Binary::serve(&dir.path().join("down"), &args[..6], &credential_env(port, &api));
     let seen = hostile_deliveries(&bin.url()).await;
     wait_for(&bin, "store write failed; retrying");
     let _ = bin.terminate(Duration::from_secs(10));
     assert_no_credential("a store that is down", &format!("{}{seen}", bin.stderr()));
     drop(dead);
 
-    // 3. Start-up failures and CLI errors, each with every credential in its environment.
-    let failing: [&[&str]; 4] = [
+    // 3. Start-up failures and CLI errors, each with every credential in its environment: the API
+    //    refuses the key, the plan has no API access, invalid settings, nothing listening.
+    let refusing = StubApi::start_with_key("a-different-key");
+    let forbidden = StubApi::start_with_key(API_KEY);
+    forbidden.set_forbidden(true);
+    let failing: [&[&str]; 9] = [
+        &["list", "--api-base-url", &refusing.base_url()],
+        &["serve", "--api-base-url", &refusing.base_url()],
+        &["register", "--url", "https://x.example", "--api-base-url", &forbidden.base_url()],
+        &["check", "--api-base-url", &refusing.base_url(), "--probe-timeout", "1s"],
+        &["config", "check", "--flush-interval", "0s"],
         &["serve", "--storage-url", "ftp://AKIA_ACCESS_must_not_leak_0b1e:aws_SECRET_must_not_leak_c8d7e6f5@host/x"],
         &["serve", "--webhook-secret", "whsec_FIRST_must_not_leak_91c2,,x"],
         &["serve", "--listen", "256.0.0.1:1"],
@@ -146,13 +165,13 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     for argv in failing {
         let out = Command::new(bin_path)
             .args(argv)
-            .arg("--data-dir")
-            .arg(dir.path().join("cli"))
-            .envs(credential_env(port))
+            .envs(credential_env(port, &api))
+            .env("ONCEHUB_BRIDGE_DATA_DIR", dir.path().join("cli"))
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{argv:?} should fail");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{argv:?} should fail");
+        assert!(!text.contains("Usage:"), "{argv:?} fails for its own reason, not the command line: {text}");
         assert_no_credential(&format!("{argv:?}"), &text);
     }
 }

@@ -31,6 +31,7 @@ pub struct Hook {
 
 #[derive(Default)]
 struct State {
+    key: String,
     forbidden: bool,
     hooks: Vec<Hook>,
     next: u64,
@@ -50,7 +51,12 @@ pub struct StubApi {
 
 impl StubApi {
     pub fn start() -> StubApi {
-        let state = Arc::new(Mutex::new(State::default()));
+        Self::start_with_key(API_KEY)
+    }
+
+    /// A stand-in that accepts only `key`.
+    pub fn start_with_key(key: &str) -> StubApi {
+        let state = Arc::new(Mutex::new(State { key: key.to_owned(), ..State::default() }));
         let shared = web::Data::from(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -184,7 +190,7 @@ fn gate<'a>(req: &HttpRequest, data: &'a web::Data<Mutex<State>>) -> Result<(Mut
         });
     }
     let key = req.headers().get("API-Key").and_then(|v| v.to_str().ok());
-    if key != Some(API_KEY) {
+    if key != Some(s.key.as_str()) {
         return Err(error(401, id, "authentication_error", "Invalid API key provided", None));
     }
     if s.forbidden {

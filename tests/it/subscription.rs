@@ -76,6 +76,11 @@ async fn serve_registers_once_across_restarts_and_the_secret_verifies_at_once() 
         assert!(bin.terminate(Duration::from_secs(30)).success());
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "restarts reuse the subscription: {ids:?}");
+    // send-test-event finds the subscription's secret in the data dir.
+    let bin = serve(&stub, &data, &[]);
+    let out = crate::helpers::send_test_events(&bin.url(), &data);
+    assert_eq!(out.matches("-> 200 OK").count(), 30, "{out}");
+    drop(bin);
     assert!(stub.hooks().iter().any(|h| h.id == other.id), "a subscription for another URL is left alone");
     let state = data.join("subscription.json");
     #[cfg(unix)]
@@ -86,7 +91,7 @@ async fn serve_registers_once_across_restarts_and_the_secret_verifies_at_once() 
     assert!(!data.join("webhook-secret").exists(), "no local secret is generated when OnceHub provides one");
     let log = std::fs::read_to_string(data.with_extension("stderr.log")).unwrap();
     assert_eq!(log.matches("created the OnceHub subscription").count(), 1, "{log}");
-    assert_eq!(log.matches("reusing the OnceHub subscription").count(), 2, "{log}");
+    assert_eq!(log.matches("reusing the OnceHub subscription").count(), 3, "{log}");
     assert!(!log.contains(&stub.hooks()[1].secret), "the secret is never logged");
 }
 
