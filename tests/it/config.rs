@@ -51,6 +51,8 @@ fn config_check_shows_each_setting_with_its_source_and_flags_beat_env_beat_file(
             ("ONCEHUB_BRIDGE_LISTEN", "127.0.0.1:7001"),
             ("ONCEHUB_BRIDGE_FLUSH_MAX_ROWS", "6000"),
             ("AWS_SECRET_ACCESS_KEY", "aws-SECRET-from-env"),
+            ("ONCEHUB_API_KEY", "ohk-api-SECRET"),
+            ("ONCEHUB_BRIDGE_PUBLIC_URL", "https://hooks.example.com"),
         ],
     );
     let (stdout, stderr) = text(&out);
@@ -62,7 +64,9 @@ fn config_check_shows_each_setting_with_its_source_and_flags_beat_env_beat_file(
     assert!(stdout.contains("dedup_window = \"7d\"  # default"), "{stdout}");
     assert!(stdout.contains("# webhook_secret = <redacted: 2 values>  # config file"), "{stdout}");
     assert!(stdout.contains("# AWS_SECRET_ACCESS_KEY is set (value not shown)"), "{stdout}");
-    for value in ["whsec-file-one-SECRET", "whsec-file-two-SECRET", "aws-SECRET-from-env"] {
+    assert!(stdout.contains("# api_key = <redacted: 1 value>  # environment"), "{stdout}");
+    assert!(stdout.contains("public_url = \"https://hooks.example.com\"  # environment"), "{stdout}");
+    for value in ["whsec-file-one-SECRET", "whsec-file-two-SECRET", "aws-SECRET-from-env", "ohk-api-SECRET"] {
         assert!(!format!("{stdout}{stderr}").contains(value), "no secret value is printed:\n{stdout}{stderr}");
     }
     assert!(stderr.contains("the configuration is valid"), "{stderr}");
@@ -70,7 +74,8 @@ fn config_check_shows_each_setting_with_its_source_and_flags_beat_env_beat_file(
 
     // The output, secrets aside, is itself a config file that means the same.
     let again = write(dir.path(), "again.toml", &stdout);
-    let (replayed, _) = text(&bridge(&["config", "check", "--config", &again, "--listen", "127.0.0.1:7000"], &[("ONCEHUB_BRIDGE_FLUSH_MAX_ROWS", "6000")]));
+    let env = [("ONCEHUB_BRIDGE_FLUSH_MAX_ROWS", "6000"), ("ONCEHUB_API_KEY", "ohk-api-SECRET")];
+    let (replayed, _) = text(&bridge(&["config", "check", "--config", &again, "--listen", "127.0.0.1:7000"], &env));
     assert_eq!(settings_lines(&replayed), settings_lines(&stdout));
 }
 
