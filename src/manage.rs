@@ -33,10 +33,10 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
         }
     }
     println!("secret kept in {} (mode 0600); `serve --data-dir {}` verifies with it", path.display(), args.data_dir.display());
-    if args.show_secret {
-        if let Some(secret) = state.secret() {
-            println!("secret: {}", secret.expose());
-        }
+    if args.show_secret
+        && let Some(secret) = state.secret()
+    {
+        println!("secret: {}", secret.expose());
     }
     Ok(())
 }

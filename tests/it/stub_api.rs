@@ -169,6 +169,7 @@ fn error(status: u16, request_id: u64, kind: &str, message: &str, param: Option<
 }
 
 /// Auth, rate limit and injected failures, common to every call. `Err` is the answer to send.
+#[allow(clippy::result_large_err)]
 fn gate<'a>(req: &HttpRequest, data: &'a web::Data<Mutex<State>>) -> Result<(MutexGuard<'a, State>, u64), HttpResponse> {
     let mut s = data.lock().unwrap();
     s.requests += 1;
