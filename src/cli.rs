@@ -190,7 +190,7 @@ pub struct SubscriptionArgs {
     pub events: Vec<String>,
 
     /// The subscription's name (unique in the account). Default: `oncehub-bridge <host>`.
-    #[arg(long = "subscription-name", env = "ONCEHUB_BRIDGE_SUBSCRIPTION_NAME")]
+    #[arg(long = "subscription-name", visible_alias = "name", env = "ONCEHUB_BRIDGE_SUBSCRIPTION_NAME")]
     pub subscription_name: Option<String>,
 }
 

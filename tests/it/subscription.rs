@@ -227,7 +227,7 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
     one_line(&stderr);
 
     stub.seed("taken", "https://other.example/webhooks/oncehub", &["booking"]);
-    let (out, _, stderr) = cli(&stub, &["register", "--url", PUBLIC, "--subscription-name", "taken", "--data-dir", &data], &key);
+    let (out, _, stderr) = cli(&stub, &["register", "--url", PUBLIC, "--name", "taken", "--data-dir", &data], &key);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("409") && stderr.contains("`name`") && stderr.contains("another name"), "{stderr}");
     one_line(&stderr);
