@@ -198,7 +198,7 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
     let accepted = Instant::now();
     let partition = ObjectKey::partition(Table::OtherEvents, now.date_naive());
     loop {
-        match find(store, &partition, &id).await {
+        match find(store, &partition, &id, now - chrono::Duration::minutes(5)).await {
             Ok(true) => {
                 return Outcome::Ok(format!("a signed probe delivery was in the lake {:.1} s after its 2xx", accepted.elapsed().as_secs_f64()));
             }
@@ -214,10 +214,12 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
     }
 }
 
-/// Whether some Parquet file under `partition` holds a row with `event_id`.
-async fn find(store: &dyn ObjectStore, partition: &str, event_id: &str) -> anyhow::Result<bool> {
+/// Whether some Parquet file under `partition` written since `since` holds a row with `event_id`
+/// (`since` is a few minutes before the probe: the store's clock need not match ours).
+async fn find(store: &dyn ObjectStore, partition: &str, event_id: &str, since: chrono::DateTime<Utc>) -> anyhow::Result<bool> {
     let objects: Vec<_> = store.list(Some(&StorePath::from(partition))).try_collect().await?;
-    for object in objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")) {
+    let fresh = objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet") && o.last_modified >= since);
+    for object in fresh {
         let bytes: Bytes = store.get(&object.location).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         for batch in reader {
