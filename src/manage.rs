@@ -63,16 +63,17 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 
 pub async fn unregister(args: UnregisterArgs) -> anyhow::Result<()> {
     let client = client(&args.api)?;
-    let targets: Vec<(String, String)> = match (&args.id, &args.url, &args.name) {
-        (Some(id), _, _) => vec![(id.clone(), String::new())],
+    let targets: Vec<String> = match (&args.id, &args.url, &args.name) {
+        (Some(id), _, _) => vec![id.clone()],
         (_, Some(url), _) => {
-            let url = webhook_url(url).unwrap_or_else(|_| url.trim().to_owned());
+            // The base URL as `register` and `serve` take it, or the exact URL of the subscription.
+            let full = webhook_url(url).ok();
             let all = client.list_webhooks().await?;
-            all.into_iter().filter(|w| w.url == url || w.url == args.url.as_deref().unwrap_or_default()).map(|w| (w.id, w.url)).collect()
+            all.into_iter().filter(|w| w.url == url.trim() || Some(&w.url) == full.as_ref()).map(|w| w.id).collect()
         }
         (_, _, Some(name)) => {
             let all = client.list_webhooks().await?;
-            all.into_iter().filter(|w| &w.name == name).map(|w| (w.id, w.url)).collect()
+            all.into_iter().filter(|w| &w.name == name).map(|w| w.id).collect()
         }
         _ => bail!("give a subscription id, --url or --name"),
     };
@@ -81,7 +82,7 @@ pub async fn unregister(args: UnregisterArgs) -> anyhow::Result<()> {
     }
     let path = SubscriptionState::path(&args.data_dir);
     let kept = SubscriptionState::load(&path).ok().flatten();
-    for (id, _) in &targets {
+    for id in &targets {
         client.delete_webhook(id).await?;
         println!("deleted {id}");
         if kept.as_ref().is_some_and(|s| &s.id == id) {

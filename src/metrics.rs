@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::event::{BOOKING_TRIGGERS, CONVERSATION_TRIGGERS};
+use crate::event::Trigger;
 
 const RECEIVED: &str = "oncehub_bridge_deliveries_received_total";
 const REJECTED: &str = "oncehub_bridge_deliveries_rejected_total";
@@ -83,7 +83,8 @@ fn describe() {
 /// Handles of the per-delivery metrics, registered once: `counter!` with labels builds and
 /// hashes its key on every call, which the delivery path should not pay.
 struct Hot {
-    received: Vec<(&'static str, Counter)>,
+    /// Indexed by [`Trigger::index`].
+    received: Vec<Counter>,
     received_other: Counter,
     duplicates: Counter,
     ack_latency: Histogram,
@@ -93,9 +94,8 @@ fn hot() -> &'static Hot {
     static HOT: OnceLock<Hot> = OnceLock::new();
     HOT.get_or_init(|| {
         handle();
-        let triggers = BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter());
         Hot {
-            received: triggers.map(|t| (*t, counter!(RECEIVED, "event_type" => *t))).collect(),
+            received: Trigger::names().map(|t| counter!(RECEIVED, "event_type" => t)).collect(),
             received_other: counter!(RECEIVED, "event_type" => "other"),
             duplicates: counter!(DUPLICATES),
             ack_latency: histogram!(ACK_LATENCY),
@@ -104,9 +104,9 @@ fn hot() -> &'static Hot {
 }
 
 /// A signed delivery was kept; `trigger` is the envelope's `type` when it is a documented one.
-pub fn delivery_received(trigger: Option<&str>, latency: Duration) {
+pub fn delivery_received(trigger: Option<Trigger>, latency: Duration) {
     let hot = hot();
-    let counter = trigger.and_then(|t| hot.received.iter().find(|(k, _)| *k == t)).map_or(&hot.received_other, |(_, c)| c);
+    let counter = trigger.and_then(|t| hot.received.get(t.index())).unwrap_or(&hot.received_other);
     counter.increment(1);
     hot.ack_latency.record(latency.as_secs_f64());
 }
@@ -160,8 +160,8 @@ mod tests {
     #[test]
     fn exposition_names_units_and_bounded_labels() {
         let h = handle();
-        delivery_received(Some("booking.scheduled"), Duration::from_millis(3));
-        delivery_received(Some("made.up.type"), Duration::from_millis(3));
+        delivery_received(Trigger::parse("booking.scheduled"), Duration::from_millis(3));
+        delivery_received(Trigger::parse("made.up.type"), Duration::from_millis(3));
         delivery_rejected("invalid_signature");
         let now = Utc::now();
         file_written("bookings", "age", 1234, &[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)]);

@@ -79,6 +79,14 @@ impl Application {
         let tls_config = settings.tls.as_ref().map(tls::server_config).transpose()?;
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        let store = open_store(&settings.storage)?;
+        metrics::handle();
+        let catalog = Arc::new(Catalog::load()?);
+
+        let writer = WriterId::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
+        let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
+        // After the spool's lock: a second instance on this data dir stops before it touches
+        // the subscription or the secret files.
         let (secrets, expiring, subscription) = match &settings.subscription {
             Some(sub) => {
                 let (secrets, expiring, watch) = subscribe(&settings, sub).await?;
@@ -86,12 +94,6 @@ impl Application {
             }
             None => (resolve_secrets(&settings)?, Vec::new(), None),
         };
-        let store = open_store(&settings.storage)?;
-        metrics::handle();
-        let catalog = Arc::new(Catalog::load()?);
-
-        let writer = WriterId::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
-        let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
         let progress = reader.progress();
         let abort = CancellationToken::new();
         let batcher = Batcher::new(

@@ -19,6 +19,13 @@ use crate::cli::Cli;
 /// The arg id of `--config` itself.
 pub const CONFIG_ARG: &str = "config";
 
+/// Whether `arg` is a setting a config file may hold (and `config check` shows): a long flag,
+/// not `--config`, `--help` or `--version`.
+pub fn is_setting(arg: &clap::Arg) -> bool {
+    let id = arg.get_id().as_str();
+    arg.get_long().is_some() && !arg.is_hide_set() && ![CONFIG_ARG, "help", "version"].contains(&id)
+}
+
 /// The command line could not be read into settings.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -95,7 +102,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Layered, LayerError> {
         let id = key.replace('-', "_");
         let arg = leaf_command
             .get_arguments()
-            .find(|a| a.get_id().as_str() == id && a.get_long().is_some() && id != CONFIG_ARG)
+            .find(|a| a.get_id().as_str() == id && is_setting(a))
             .ok_or_else(|| unknown_key(&file, key, leaf_command))?;
         if matches!(leaf.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
             continue; // a flag or an environment variable wins over the file
@@ -134,12 +141,7 @@ fn read(file: &Path) -> Result<toml::Table, LayerError> {
 }
 
 fn unknown_key(file: &Path, key: &str, command: &clap::Command) -> LayerError {
-    let known: Vec<&str> = command
-        .get_arguments()
-        .filter(|a| a.get_long().is_some() && a.get_id().as_str() != CONFIG_ARG && !a.is_hide_set())
-        .map(|a| a.get_id().as_str())
-        .filter(|id| *id != "help" && *id != "version")
-        .collect();
+    let known: Vec<&str> = command.get_arguments().filter(|a| is_setting(a)).map(|a| a.get_id().as_str()).collect();
     let closest = known.iter().map(|k| (strsim::jaro_winkler(k, &key.replace('-', "_")), *k)).max_by(|a, b| a.0.total_cmp(&b.0));
     let hint = match closest {
         Some((score, k)) if score > 0.85 => format!(" (did you mean `{k}`?)"),
@@ -172,15 +174,10 @@ fn to_flags(long: &str, value: &toml::Value, takes_values: bool) -> Option<Vec<O
 fn check_one(argv: &[OsString], flags: &[OsString]) -> Result<(), String> {
     let mut trial = argv.to_vec();
     trial.extend(flags.iter().cloned());
-    match Cli::command().try_get_matches_from(trial) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let text = e.kind().as_str().map(str::to_owned).unwrap_or_default();
-            let detail = e.to_string();
-            let first = detail.lines().next().unwrap_or(&text).trim_start_matches("error: ");
-            Err(first.to_owned())
-        }
-    }
+    Cli::command().try_get_matches_from(trial).map(drop).map_err(|e| {
+        let text = e.to_string();
+        text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned()
+    })
 }
 
 #[cfg(unix)]

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::file::{CONFIG_ARG, Provenance};
+use super::file::{Provenance, is_setting};
 
 /// Environment variables holding store credentials: shown as set or not, never their values.
 const CREDENTIAL_VARS: &[&str] = &[
@@ -25,10 +25,10 @@ pub fn render(layered: &Provenance, command: &clap::Command) -> String {
         let _ = writeln!(out, "# config file: {}", file.display());
     }
     for arg in command.get_arguments() {
-        let id = arg.get_id().as_str();
-        if arg.get_long().is_none() || id == CONFIG_ARG || id == "help" || id == "version" || arg.is_global_set() {
+        if !is_setting(arg) || arg.is_global_set() {
             continue;
         }
+        let id = arg.get_id().as_str();
         let source = layered.source(id);
         let values: Vec<String> = layered
             .matches
@@ -40,7 +40,7 @@ pub fn render(layered: &Provenance, command: &clap::Command) -> String {
             ([], _) => format!("# {id} is not set"),
             (v, true) if v.iter().all(|s| s.trim().is_empty()) => format!("# {id} is empty  # {source}"),
             (v, true) => format!("# {id} = <redacted: {} value{}>  # {source}", v.len(), if v.len() == 1 { "" } else { "s" }),
-            ([one], false) if arg.get_num_args().is_none_or(|n| n.max_values() <= 1) && !is_list(arg) => {
+            ([one], false) if !is_list(arg) => {
                 format!("{id} = {}  # {source}", toml::Value::String(one.clone()))
             }
             (many, false) => {

@@ -31,9 +31,25 @@ pub const BOOKING_TRIGGERS: [&str; 8] = [
 /// The 3 documented conversation triggers (`conversation.reached_out` is unverified: not listed).
 pub const CONVERSATION_TRIGGERS: [&str; 3] = ["conversation.started", "conversation.closed", "conversation.abandoned"];
 
-/// `event_type` as one of the documented triggers, or `None`.
-pub fn documented_trigger(event_type: &str) -> Option<&'static str> {
-    BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter()).find(|t| **t == event_type).copied()
+/// A documented trigger: its position in [`BOOKING_TRIGGERS`] then [`CONVERSATION_TRIGGERS`], so
+/// per-trigger tables (metric handles) are indexed, not searched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger(usize);
+
+impl Trigger {
+    /// Every documented trigger's name, in index order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter()).copied()
+    }
+
+    /// `event_type` as one of the documented triggers, or `None`.
+    pub fn parse(event_type: &str) -> Option<Trigger> {
+        Self::names().position(|t| t == event_type).map(Trigger)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
 }
 
 /// What the receiver reads of a body without building the document.
@@ -42,7 +58,7 @@ pub struct Peeked {
     /// The envelope `id`: the dedup key. `None` unless a non-empty string.
     pub id: Option<String>,
     /// The envelope `type`, when it is a documented trigger (a bounded metric label).
-    pub trigger: Option<&'static str>,
+    pub trigger: Option<Trigger>,
 }
 
 /// Reads the envelope's `id` and `type`. Never fails: what cannot be read is `None` (a `type`
@@ -63,7 +79,7 @@ pub fn peek(body: &[u8]) -> Peeked {
     }
     let Ok(parsed) = serde_json::from_slice::<Envelope<'_>>(body) else { return Peeked::default() };
     let trigger = match &parsed.event_type {
-        Some(Lenient::Text(t)) => documented_trigger(t),
+        Some(Lenient::Text(t)) => Trigger::parse(t),
         _ => None,
     };
     Peeked { id: parsed.id.filter(|id| !id.is_empty()).map(|id| id.into_owned()), trigger }
@@ -197,7 +213,8 @@ mod tests {
         assert_eq!(id(br#"{"id":5}"#), None);
         assert_eq!(id(b"[1]"), None);
         assert_eq!(id(b"not json"), None);
-        assert_eq!(peek(br#"{"id":"E","type":"booking.no_show"}"#).trigger, Some("booking.no_show"));
+        let no_show = peek(br#"{"id":"E","type":"booking.no_show"}"#).trigger.unwrap();
+        assert_eq!(Trigger::names().nth(no_show.index()), Some("booking.no_show"));
         assert_eq!(peek(br#"{"id":"E","type":"booking.invented"}"#).trigger, None);
         let odd = peek(br#"{"id":"E","type":{"nested":[1]}}"#);
         assert_eq!((odd.id.as_deref(), odd.trigger), (Some("E"), None));

@@ -12,7 +12,7 @@ pub mod signature;
 mod webhook;
 
 pub use error::WebhookError;
-pub use health::{AdminState, STORE_PROBE_TIMEOUT};
+pub use health::AdminState;
 
 use actix_web::web;
 

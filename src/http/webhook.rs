@@ -14,7 +14,7 @@ use chrono::Utc;
 use super::body::read_limited;
 use super::signature::{SignatureError, SignatureHeader};
 use super::{WebhookError, WebhookState};
-use crate::event::peek;
+use crate::event::{Trigger, peek};
 use crate::metrics;
 use crate::spool::{Appended, Delivery, EventKey};
 
@@ -56,7 +56,7 @@ async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
     state: &WebhookState,
-) -> Result<(Appended, Option<&'static str>), WebhookError> {
+) -> Result<(Appended, Option<Trigger>), WebhookError> {
     let header = req
         .headers()
         .get("oncehub-signature")

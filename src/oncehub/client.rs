@@ -25,26 +25,16 @@ pub const DEFAULT_BASE_URL: &str = "https://api.oncehub.com/v2";
 const MIN_INTERVAL: Duration = Duration::from_millis(220);
 const PAGE_SIZE: u32 = 100;
 
-/// How failed calls are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { attempts: 6, first_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(8) }
-    }
-}
+/// Failed calls: at most this many attempts, backing off from the first delay, doubling up to the cap.
+const ATTEMPTS: u32 = 6;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// A client for one account (one API key).
 pub struct OnceHubClient {
     http: reqwest::Client,
     base: String,
     key: ApiKey,
-    retry: RetryPolicy,
     next_slot: Mutex<Option<Instant>>,
 }
 
@@ -63,16 +53,7 @@ impl OnceHubClient {
             .build()
             .map_err(|e| ApiError::new(ApiErrorKind::Transport, format!("cannot build the HTTP client: {e}")))?;
         let base = base.as_str().trim_end_matches('/').to_owned();
-        Ok(OnceHubClient { http, base, key, retry: RetryPolicy::default(), next_slot: Mutex::new(None) })
-    }
-
-    pub fn with_retry(mut self, retry: RetryPolicy) -> OnceHubClient {
-        self.retry = retry;
-        self
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base
+        Ok(OnceHubClient { http, base, key, next_slot: Mutex::new(None) })
     }
 
     /// `GET /test`: the key is valid; returns the API's message (it names the account).
@@ -122,7 +103,7 @@ impl OnceHubClient {
         body: Option<serde_json::Value>,
     ) -> Result<T, ApiError> {
         let idempotent = method != Method::POST;
-        let mut backoff = self.retry.first_backoff;
+        let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -141,13 +122,13 @@ impl OnceHubClient {
             };
             tracing::warn!(
                 method = %method, path, status = error.status, request_id = error.request_id.as_deref().unwrap_or("-"),
-                attempt, retry = retryable && attempt < self.retry.attempts, error = %error.message, "OnceHub API call failed"
+                attempt, retry = retryable && attempt < ATTEMPTS, error = %error.message, "OnceHub API call failed"
             );
-            if !retryable || attempt >= self.retry.attempts {
+            if !retryable || attempt >= ATTEMPTS {
                 return Err(error);
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.retry.max_backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -9,7 +9,7 @@ pub mod state;
 pub mod subscription;
 pub mod watch;
 
-pub use client::{DEFAULT_BASE_URL, OnceHubClient, RetryPolicy};
+pub use client::{DEFAULT_BASE_URL, OnceHubClient};
 pub use error::{ApiError, ApiErrorKind};
 pub use state::SubscriptionState;
 pub use subscription::{Desired, Ensured, SubscriptionError, ensure};
