@@ -117,6 +117,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
     pub max_body_bytes: NonZeroUsize,
 
+    /// Give up on a request whose body has not fully arrived this long after its headers (408).
+    #[arg(long, env = "ONCEHUB_BRIDGE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
     /// On SIGTERM/SIGINT, give in-flight requests and the final flush this long before exiting.
     #[arg(long, env = "ONCEHUB_BRIDGE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Ok(layered) => layered,
         Err(LayerError::Cli(e)) => e.exit(),
         Err(e) => {
-            eprintln!("error: {e}");
+            say(format_args!("error: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -29,15 +29,21 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(oncehub_bridge::run(layered)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say(format_args!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a line to stderr; a closed stderr loses the line instead of panicking.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -31,6 +31,10 @@ const ROWS: &str = "oncehub_bridge_rows_written_total";
 const STORE_ERRORS: &str = "oncehub_bridge_store_errors_total";
 const STORE_RETRIES: &str = "oncehub_bridge_store_retries_total";
 const LAG: &str = "oncehub_bridge_event_to_queryable_seconds";
+const ENCODE_ERRORS: &str = "oncehub_bridge_encode_errors_total";
+const RECORDS_LOST: &str = "oncehub_bridge_spool_records_lost_total";
+const DEDUP_DAMAGED: &str = "oncehub_bridge_dedup_entries_damaged_total";
+const SPOOL_STATE_ERRORS: &str = "oncehub_bridge_spool_state_errors_total";
 
 /// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
 const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -78,6 +82,30 @@ fn describe() {
     describe_counter!(STORE_ERRORS, "Failed store writes, by operation.");
     describe_counter!(STORE_RETRIES, "Store writes retried after a failure.");
     describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
+    describe_counter!(ENCODE_ERRORS, "Events whose row did not fit their table, kept in dead_letter as encode_error.");
+    describe_counter!(RECORDS_LOST, "Acknowledged spool records found damaged or missing at start-up (their sequence numbers are logged).");
+    describe_counter!(DEDUP_DAMAGED, "Damaged dedup index entries skipped at start-up: redeliveries of those ids are stored again.");
+    describe_counter!(SPOOL_STATE_ERRORS, "Failed writes of the spool checkpoint or a flush intent (retried; disk full, usually).");
+}
+
+/// An event's row did not fit its table and went to dead_letter.
+pub fn encode_error() {
+    counter!(ENCODE_ERRORS).increment(1);
+}
+
+/// Start-up found acknowledged spool records damaged or missing.
+pub fn records_lost(n: u64) {
+    counter!(RECORDS_LOST).increment(n);
+}
+
+/// Start-up skipped damaged dedup index entries.
+pub fn dedup_damaged(n: u64) {
+    counter!(DEDUP_DAMAGED).increment(n);
+}
+
+/// Writing the spool's state file failed (it is retried).
+pub fn spool_state_error() {
+    counter!(SPOOL_STATE_ERRORS).increment(1);
 }
 
 /// Handles of the per-delivery metrics, registered once: `counter!` with labels builds and

@@ -8,8 +8,9 @@ pub fn on_signal() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("stop signal received");
+        // Cancel first: whatever happens to the log line, the stop goes through.
         t.cancel();
+        tracing::info!("stop signal received");
     });
     token
 }

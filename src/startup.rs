@@ -125,6 +125,7 @@ impl Application {
             verifier: Verifier::with_expiring(&secrets, &expiring, settings.signature_tolerance.as_secs()),
             spool: spool.clone(),
             max_body_bytes: settings.max_body_bytes.get(),
+            body_timeout: settings.body_timeout,
         });
         let admin = web::Data::new(AdminState { spool: spool.clone(), store, subscription });
         let listener = bind(settings.listen)?;

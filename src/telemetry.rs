@@ -2,6 +2,8 @@
 //! per line (for log collectors) or as readable text (for people). The default follows stderr:
 //! readable on a terminal, JSON otherwise (a container, a file, a pipe).
 //!
+//! Logging never stops the service: a line that cannot be written is dropped, never a panic.
+//!
 //! Nothing logged carries a credential: secrets are their own types whose `Debug` is redacted, and
 //! errors from the store and the OnceHub API are logged by their message only.
 
@@ -27,7 +29,13 @@ impl LogFormat {
 
 pub fn init(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written (stderr closed: `serve 2>&1 | head`) is dropped. The
+    // subscriber's own report of that failure would go to the same closed stderr through
+    // `eprintln!`, which panics: it is turned off.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format.unwrap_or_else(LogFormat::for_stderr) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),

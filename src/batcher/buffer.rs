@@ -16,14 +16,26 @@ use crate::spool::Seq;
 
 /// Rows decoded to Arrow at a time (the Arrow decoder preallocates per row of a chunk).
 const CHUNK_ROWS: usize = 1024;
+/// A chunk is also decoded once its rows hold this many bytes, far below Arrow's 2 GiB offsets.
+const CHUNK_BYTES: usize = 32 * 1024 * 1024;
 
-/// Building a file failed: a defect, since rows are normalized to the schema first.
+/// Building a file failed: the Parquet writer refused a batch, or the decoder could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
     #[error("arrow decoding failed: {0}")]
     Arrow(#[from] ArrowError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+}
+
+/// A row the Arrow decoder refused although it passed the fit check: it left the file, and the
+/// batcher keeps it as a dead letter (`encode_error`) instead.
+#[derive(Debug)]
+pub struct Rejected {
+    pub seq: Seq,
+    pub body: Bytes,
+    pub received_at: DateTime<Utc>,
+    pub error: String,
 }
 
 /// A finished Parquet file and what it holds.
@@ -35,13 +47,26 @@ pub struct FinishedFile {
     pub last: Seq,
     /// Each row's `received_at`, for the event-to-queryable lag metric.
     pub received_at: Vec<DateTime<Utc>>,
+    /// Rows refused while the last chunk was decoded.
+    pub rejected: Vec<Rejected>,
+}
+
+/// What a row's chunk needs to give the row back if Arrow refuses it.
+struct Origin {
+    seq: Seq,
+    body: Bytes,
+    received_at: DateTime<Utc>,
 }
 
 pub struct TableBuffer {
+    schema: SchemaRef,
     decoder: Decoder,
     writer: FileWriter,
+    /// Rows not yet decoded, with where they came from.
+    chunk: Vec<Value>,
+    origins: Vec<Origin>,
     rows: usize,
-    /// Approximate size of rows in the decoder, not yet encoded.
+    /// Approximate size of the rows in `chunk`.
     undecoded_bytes: usize,
     opened_at: Instant,
     first: Seq,
@@ -53,10 +78,12 @@ pub struct TableBuffer {
 
 impl TableBuffer {
     pub fn new(schema: SchemaRef, first: Seq, now: Instant) -> Result<TableBuffer, BufferError> {
-        let decoder = ReaderBuilder::new(schema.clone()).with_batch_size(CHUNK_ROWS).build_decoder()?;
         Ok(TableBuffer {
-            decoder,
-            writer: FileWriter::new(schema)?,
+            decoder: decoder(&schema)?,
+            writer: FileWriter::new(schema.clone())?,
+            schema,
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+            origins: Vec::with_capacity(CHUNK_ROWS),
             rows: 0,
             undecoded_bytes: 0,
             opened_at: now,
@@ -82,25 +109,54 @@ impl TableBuffer {
         self.last
     }
 
-    /// Adds a normalized row; `approx_bytes` is its size estimate (the delivery's length).
-    pub fn push(&mut self, seq: Seq, row: &Value, approx_bytes: usize, received_at: DateTime<Utc>) -> Result<(), BufferError> {
-        self.decoder.serialize(std::slice::from_ref(row))?;
-        self.received_at.push(received_at);
+    /// Adds a row that passed the fit check; `body` is the delivery (its length the size
+    /// estimate). Returns the rows of the chunk this push completed that Arrow refused.
+    pub fn push(&mut self, seq: Seq, row: Value, body: &Bytes, received_at: DateTime<Utc>) -> Result<Vec<Rejected>, BufferError> {
+        self.chunk.push(row);
+        self.origins.push(Origin { seq, body: body.clone(), received_at });
         self.rows += 1;
-        self.last = seq;
-        self.undecoded_bytes += approx_bytes;
-        if self.decoder.len() >= CHUNK_ROWS {
-            self.encode_pending()?;
+        self.first = self.first.min(seq);
+        self.last = self.last.max(seq);
+        self.undecoded_bytes += body.len();
+        if self.chunk.len() >= CHUNK_ROWS || self.undecoded_bytes >= CHUNK_BYTES {
+            return self.encode_pending();
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
-    fn encode_pending(&mut self) -> Result<(), BufferError> {
-        if let Some(batch) = self.decoder.flush()? {
-            self.writer.write(&batch)?;
-        }
+    /// Decodes the chunk and hands it to the Parquet writer. Should Arrow refuse the chunk, each
+    /// row is decoded alone, so only the rows it refuses leave the file.
+    fn encode_pending(&mut self) -> Result<Vec<Rejected>, BufferError> {
+        let rows = std::mem::take(&mut self.chunk);
+        let origins = std::mem::take(&mut self.origins);
         self.undecoded_bytes = 0;
-        Ok(())
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        match decode(&mut self.decoder, &rows) {
+            Ok(batch) => {
+                self.writer.write(&batch)?;
+                self.received_at.extend(origins.iter().map(|o| o.received_at));
+                return Ok(Vec::new());
+            }
+            Err(e) => tracing::error!(error = %e, rows = rows.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one"),
+        }
+        let mut rejected = Vec::new();
+        for (row, origin) in rows.iter().zip(origins) {
+            self.decoder = decoder(&self.schema)?;
+            match decode(&mut self.decoder, std::slice::from_ref(row)) {
+                Ok(batch) => {
+                    self.writer.write(&batch)?;
+                    self.received_at.push(origin.received_at);
+                }
+                Err(e) => {
+                    self.rows -= 1;
+                    let Origin { seq, body, received_at } = origin;
+                    rejected.push(Rejected { seq, body, received_at, error: e.to_string() });
+                }
+            }
+        }
+        Ok(rejected)
     }
 
     pub fn rows(&self) -> usize {
@@ -121,10 +177,21 @@ impl TableBuffer {
 
     /// Encodes what is left and returns the whole file. CPU-bound: run off the async threads.
     pub fn finish(mut self) -> Result<FinishedFile, BufferError> {
-        self.encode_pending()?;
+        let rejected = self.encode_pending()?;
         let bytes = self.writer.finish()?;
-        Ok(FinishedFile { bytes, rows: self.rows, first: self.first, last: self.last, received_at: self.received_at })
+        let (rows, first, last, received_at) = (self.rows, self.first, self.last, self.received_at);
+        Ok(FinishedFile { bytes, rows, first, last, received_at, rejected })
     }
+}
+
+fn decoder(schema: &SchemaRef) -> Result<Decoder, ArrowError> {
+    ReaderBuilder::new(schema.clone()).with_batch_size(CHUNK_ROWS).build_decoder()
+}
+
+/// Decodes `rows` into one record batch.
+fn decode(decoder: &mut Decoder, rows: &[Value]) -> Result<arrow_array::RecordBatch, ArrowError> {
+    decoder.serialize(rows)?;
+    decoder.flush()?.ok_or_else(|| ArrowError::JsonError("the decoder returned no rows".into()))
 }
 
 #[cfg(test)]
@@ -144,12 +211,36 @@ mod tests {
             let body = format!(r#"{{"id":"E{i}","type":"booking.scheduled","data":{{"object":"booking","duration_minutes":{i}}}}}"#);
             let json: Value = serde_json::from_str(&body).unwrap();
             let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            buf.push(Seq(i as u64 + 1), &build_row(schema, &input), body.len(), chrono::Utc::now()).unwrap();
+            let rejected = buf.push(Seq(i as u64 + 1), build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now()).unwrap();
+            assert!(rejected.is_empty());
         }
         assert!(buf.bytes() > 0);
         let file = buf.finish().unwrap();
         assert_eq!((file.rows, file.first, file.last), (n, Seq(1), Seq(n as u64)));
         let reader = ParquetRecordBatchReaderBuilder::try_new(file.bytes).unwrap().build().unwrap();
         assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), n);
+    }
+
+    #[test]
+    fn a_row_arrow_refuses_leaves_the_chunk_and_the_rest_lands() {
+        let catalog = Catalog::load().unwrap();
+        let schema = catalog.table(Table::Bookings);
+        let mut buf = TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now()).unwrap();
+        for i in 1..=5u64 {
+            // Row 3 has an empty `type`: it skips the fit check here, as a defect in it would.
+            let ty = if i == 3 { "" } else { "booking.scheduled" };
+            let body = format!(r#"{{"id":"E{i}","type":"{ty}","data":{{"object":"booking"}}}}"#);
+            let json: Value = serde_json::from_str(&body).unwrap();
+            let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
+            assert!(buf.push(Seq(i), build_row(schema, &input), &Bytes::from(body), chrono::Utc::now()).unwrap().is_empty());
+        }
+        let file = buf.finish().unwrap();
+        assert_eq!(file.rows, 4);
+        assert_eq!(file.received_at.len(), 4);
+        assert_eq!(file.rejected.len(), 1);
+        assert_eq!(file.rejected[0].seq, Seq(3));
+        assert!(file.rejected[0].body.starts_with(br#"{"id":"E3""#));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file.bytes).unwrap().build().unwrap();
+        assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 4);
     }
 }

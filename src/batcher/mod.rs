@@ -16,23 +16,25 @@
 mod buffer;
 mod policy;
 
-pub use buffer::{BufferError, FinishedFile};
+pub use buffer::{BufferError, FinishedFile, Rejected};
 pub use policy::{FlushLimits, FlushReason, should_flush};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::buffer::TableBuffer;
-use crate::event::{Event, Parsed, RowInput, build_row};
+use crate::event::{DeadReason, Event, Parsed, RowInput, build_row, fit};
 use crate::metrics;
 use crate::schema::{Catalog, Table};
 use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::sink::upload::UploadAborted;
-use crate::spool::{FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
+use crate::spool::{Delivery, FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
 
 /// The batcher stopped without flushing everything.
 #[derive(Debug, thiserror::Error)]
@@ -119,8 +121,9 @@ impl Batcher {
                 () = sleep_until(due) => self.flush_due(Instant::now()).await?,
             }
         }
-        let keys: Vec<_> = self.buffers.keys().copied().collect();
-        for key in keys {
+        // One at a time: a flush may divert refused rows into another pending file.
+        loop {
+            let Some(key) = self.buffers.first_key_value().map(|(k, _)| *k) else { break };
             self.flush(key, FlushReason::Shutdown).await?;
         }
         Ok(self.report)
@@ -130,6 +133,16 @@ impl Batcher {
         let Record { seq, delivery } = record;
         self.last_read = seq;
         self.report.records += 1;
+        let (table, dt, row) = self.route(seq, &delivery);
+        if let Some(reason) = self.place(table, dt, seq, row, &delivery.body, delivery.received_at)? {
+            self.flush((table, dt), reason).await?;
+        }
+        Ok(())
+    }
+
+    /// The row a delivery becomes and where it goes: its event's table when the row fits it,
+    /// else `dead_letter` (the delivery's own reason, or `encode_error` for a row that does not fit).
+    fn route(&self, seq: Seq, delivery: &Delivery) -> (Table, NaiveDate, Value) {
         let parsed = Event::parse(&delivery.body);
         let table = parsed.table();
         let dt = parsed.partition_date(delivery.received_at);
@@ -141,16 +154,40 @@ impl Batcher {
             }
         };
         let input = RowInput { json, body: &delivery.body, received_at: delivery.received_at, dead };
-        let partition = ObjectKey::partition(table, dt);
-        if self.written.iter().any(|i| i.covers(&partition, seq)) {
-            return Ok(()); // replayed, but its file is in the store already
-        }
         let schema = self.catalog.table(table);
         let row = build_row(schema, &input);
+        match fit::check(&schema.arrow, &row) {
+            Ok(()) => (table, dt, row),
+            Err(misfit) => self.encode_error(seq, json, &delivery.body, delivery.received_at, &misfit.to_string()),
+        }
+    }
+
+    /// A dead-letter row for a delivery whose row could not be encoded.
+    fn encode_error(&self, seq: Seq, json: Option<&Value>, body: &[u8], received_at: DateTime<Utc>, error: &str) -> (Table, NaiveDate, Value) {
+        tracing::warn!(seq = seq.0, reason = DeadReason::EncodeError.code(), error, "a delivery's row does not fit its table; kept in dead_letter");
+        metrics::encode_error();
+        let input = RowInput { json, body, received_at, dead: Some((DeadReason::EncodeError.code(), error)) };
+        (Table::DeadLetter, received_at.date_naive(), build_row(self.catalog.table(Table::DeadLetter), &input))
+    }
+
+    /// Adds a row to the pending file of its (table, dt); returns why that file is due, if it is.
+    fn place(
+        &mut self,
+        table: Table,
+        dt: NaiveDate,
+        seq: Seq,
+        row: Value,
+        body: &Bytes,
+        received_at: DateTime<Utc>,
+    ) -> Result<Option<FlushReason>, BatcherError> {
+        let partition = ObjectKey::partition(table, dt);
+        if self.written.iter().any(|i| i.covers(&partition, seq)) {
+            return Ok(None); // replayed, but its file is in the store already
+        }
         let buffer = match self.buffers.entry((table, dt)) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let fresh = TableBuffer::new(schema.arrow.clone(), seq, Instant::now())?;
+                let fresh = TableBuffer::new(self.catalog.table(table).arrow.clone(), seq, Instant::now())?;
                 let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
                 let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
                     Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),
@@ -163,13 +200,21 @@ impl Batcher {
                 e.insert(fresh)
             }
         };
-        buffer.push(seq, &row, delivery.body.len(), delivery.received_at)?;
+        let rejected = buffer.push(seq, row, body, received_at)?;
         let reason = match buffer.replay_end() {
             Some(end) => (seq >= end).then_some(FlushReason::Replay),
             None => should_flush(buffer.rows(), buffer.bytes(), std::time::Duration::ZERO, &self.limits),
         };
-        if let Some(reason) = reason {
-            self.flush((table, dt), reason).await?;
+        self.divert(rejected)?;
+        Ok(reason)
+    }
+
+    /// Keeps rows Arrow refused as `encode_error` dead letters (their files are due by age or size).
+    fn divert(&mut self, rejected: Vec<Rejected>) -> Result<(), BatcherError> {
+        for r in rejected {
+            let json: Option<Value> = serde_json::from_slice(&r.body).ok();
+            let (table, dt, row) = self.encode_error(r.seq, json.as_ref(), &r.body, r.received_at, &r.error);
+            self.place(table, dt, r.seq, row, &r.body, r.received_at)?;
         }
         Ok(())
     }
@@ -201,9 +246,11 @@ impl Batcher {
                 tracing::warn!(table = table.name(), dt = %dt, "a replayed file ended early; writing it under a new name");
             }
             let intent = FlushIntent { partition: ObjectKey::partition(table, dt), first: buffer.first().0, last: buffer.last().0 };
-            self.spool.record_intent(intent).await?;
+            let spool = self.spool.clone();
+            until_saved("flush intent", &self.abort, || spool.record_intent(intent.clone())).await?;
         }
-        let file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
+        let mut file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
+        self.divert(std::mem::take(&mut file.rejected))?;
         let object = ObjectKey::for_batch(table, dt, &self.writer, file.first, file.last);
         let size = file.bytes.len();
         let outcome = self.uploader.put(&object, file.bytes, &self.abort).await?;
@@ -216,8 +263,8 @@ impl Batcher {
             table = table.name(), dt = %dt, rows = file.rows, bytes = size, reason = reason.as_str(),
             key = %object, existed = outcome == PutOutcome::AlreadyExisted, "file written"
         );
-        self.spool.ack(self.checkpoint()).await?;
-        Ok(())
+        let (spool, checkpoint) = (self.spool.clone(), self.checkpoint());
+        until_saved("checkpoint", &self.abort, || spool.ack(checkpoint)).await
     }
 
     /// Everything at or below this sequence number is in the store (or in no file at all).
@@ -226,6 +273,31 @@ impl Batcher {
             Some(first) => Seq(first.0.saturating_sub(1)),
             None => self.last_read,
         }
+    }
+}
+
+/// Retries a write of the spool's state until it is on disk: a flush intent must be before
+/// its upload, and the checkpoint before segments can be trimmed. A full disk pauses the
+/// batcher until space returns (deliveries meanwhile get 503 `disk_full`); it never stops it.
+/// Only the shutdown deadline ends the retries.
+async fn until_saved<F, Fut>(what: &'static str, abort: &CancellationToken, mut write: F) -> Result<(), BatcherError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SpoolError>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        let e = match write().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        metrics::spool_state_error();
+        tracing::warn!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "cannot write the spool state (disk full?); retrying");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = abort.cancelled() => return Err(e.into()),
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

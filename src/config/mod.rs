@@ -96,6 +96,8 @@ pub struct ServeSettings {
     /// 0 disables the timestamp check.
     pub signature_tolerance: Duration,
     pub max_body_bytes: NonZeroUsize,
+    /// How long a request's body may take to arrive after its headers.
+    pub body_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub workers: Option<NonZeroUsize>,
     pub spool: SpoolOptions,
@@ -160,6 +162,7 @@ impl ServeSettings {
             },
             signature_tolerance: args.signature_tolerance,
             max_body_bytes: args.max_body_bytes,
+            body_timeout: args.body_timeout,
             shutdown_timeout: args.shutdown_timeout,
             workers: args.workers,
             subscription,

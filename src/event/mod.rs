@@ -3,9 +3,11 @@
 //!
 //! Guarantees: parsing never fails and never drops a delivery; routing looks at `data.object`
 //! ("booking", "conversation", anything else → other_events), never at the type string, so new
-//! triggers still land in the right table. Only `id` (non-empty string), `type` (string) and `data`
-//! (object) are required of the envelope.
+//! triggers still land in the right table. Only `id` and `type` (non-empty strings) and `data`
+//! (an object) are required of the envelope, by one rule the receiver shares (see `envelope`).
 
+mod envelope;
+pub mod fit;
 mod normalize;
 mod row;
 
@@ -55,34 +57,18 @@ impl Trigger {
 /// What the receiver reads of a body without building the document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peeked {
-    /// The envelope `id`: the dedup key. `None` unless a non-empty string.
+    /// The envelope `id`, the dedup key: set only when the body is an event by the envelope rule
+    /// (see `envelope`), so a dead letter never takes an id that a real event may carry later.
     pub id: Option<String>,
     /// The envelope `type`, when it is a documented trigger (a bounded metric label).
     pub trigger: Option<Trigger>,
 }
 
-/// Reads the envelope's `id` and `type`. Never fails: what cannot be read is `None` (a `type`
-/// of the wrong JSON type does not hide a usable `id`).
+/// Reads the envelope's `id` and `type`. Never fails: what cannot be read is `None`.
 pub fn peek(body: &[u8]) -> Peeked {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Lenient<'a> {
-        Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
-        Other(serde::de::IgnoredAny),
-    }
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        id: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, rename = "type")]
-        event_type: Option<Lenient<'a>>,
-    }
-    let Ok(parsed) = serde_json::from_slice::<Envelope<'_>>(body) else { return Peeked::default() };
-    let trigger = match &parsed.event_type {
-        Some(Lenient::Text(t)) => Trigger::parse(t),
-        _ => None,
-    };
-    Peeked { id: parsed.id.filter(|id| !id.is_empty()).map(|id| id.into_owned()), trigger }
+    let read = envelope::read(body);
+    let trigger = read.event_type.as_deref().and_then(Trigger::parse);
+    Peeked { id: read.is_event.then(|| read.id.map(|id| id.into_owned())).flatten(), trigger }
 }
 
 /// A well-formed event, parsed once.
@@ -117,6 +103,8 @@ pub enum DeadReason {
     NotObject,
     MissingField,
     WrongType,
+    /// An event whose row does not fit its table (see `fit`): kept whole as a dead letter.
+    EncodeError,
 }
 
 impl DeadReason {
@@ -127,6 +115,7 @@ impl DeadReason {
             DeadReason::NotObject => "not_object",
             DeadReason::MissingField => "missing_field",
             DeadReason::WrongType => "wrong_type",
+            DeadReason::EncodeError => "encode_error",
         }
     }
 }
@@ -178,18 +167,15 @@ impl Event {
         let Some(obj) = json.as_object() else {
             return dead(DeadReason::NotObject, "body is not a JSON object".into(), Some(json));
         };
-        for field in ["id", "type", "data"] {
-            if obj.get(field).is_none_or(Value::is_null) {
-                return dead(DeadReason::MissingField, format!("envelope has no `{field}`"), Some(json));
-            }
+        let field = |name| envelope::Shape::of(obj.get(name));
+        if let Err((reason, error)) = envelope::check(field("id"), field("type"), field("data")) {
+            return dead(reason, error.into(), Some(json));
         }
-        let id = obj.get("id").and_then(Value::as_str).and_then(EventId::parse);
-        let event_type = obj.get("type").and_then(Value::as_str).map(str::to_owned);
-        let data_object = obj.get("data").and_then(Value::as_object).map(|d| d.get("object").and_then(Value::as_str));
-        let (Some(id), Some(event_type), Some(data_object)) = (id, event_type, data_object) else {
-            let error = "envelope `id` must be a non-empty string, `type` a string and `data` an object";
-            return dead(DeadReason::WrongType, error.into(), Some(json));
+        let text = |name| obj.get(name).and_then(Value::as_str).unwrap_or_default();
+        let (Some(id), event_type) = (EventId::parse(text("id")), text("type").to_owned()) else {
+            return dead(DeadReason::WrongType, "envelope `id` must be a non-empty string".into(), Some(json));
         };
+        let data_object = obj.get("data").and_then(|d| d.get("object")).and_then(Value::as_str);
         let table = match data_object {
             Some("booking") => Table::Bookings,
             Some("conversation") => Table::Conversations,
@@ -208,7 +194,9 @@ mod tests {
     fn peek_reads_only_a_usable_id_and_a_documented_type() {
         let id = |body: &[u8]| peek(body).id;
         assert_eq!(id(br#"{"type":"x","id":"EVNT-1","data":{"id":"inner"}}"#).as_deref(), Some("EVNT-1"));
-        assert_eq!(id(br#"{"id":"EV\u004eT"}"#).as_deref(), Some("EVNT"));
+        assert_eq!(id(br#"{"id":"EV\u004eT","type":"t","data":{}}"#).as_deref(), Some("EVNT"));
+        assert_eq!(id(br#"{"id":"EVNT"}"#), None, "not an event: no key, the batcher keeps it as a dead letter");
+        assert_eq!(id(br#"{"id":"EVNT","type":"","data":{}}"#), None);
         assert_eq!(id(br#"{"id":""}"#), None);
         assert_eq!(id(br#"{"id":5}"#), None);
         assert_eq!(id(b"[1]"), None);
@@ -216,8 +204,8 @@ mod tests {
         let no_show = peek(br#"{"id":"E","type":"booking.no_show"}"#).trigger.unwrap();
         assert_eq!(Trigger::names().nth(no_show.index()), Some("booking.no_show"));
         assert_eq!(peek(br#"{"id":"E","type":"booking.invented"}"#).trigger, None);
-        let odd = peek(br#"{"id":"E","type":{"nested":[1]}}"#);
-        assert_eq!((odd.id.as_deref(), odd.trigger), (Some("E"), None));
+        let odd = peek(br#"{"id":"E","type":{"nested":[1]},"data":{}}"#);
+        assert_eq!((odd.id.as_deref(), odd.trigger), (None, None));
     }
 
     fn reason(body: &[u8]) -> DeadReason {

@@ -29,6 +29,16 @@ pub(super) fn id_of(value: Option<&Value>) -> Option<&Value> {
     }
 }
 
+/// An id-or-object value as its id, coerced to `ty`; for a list column, each item so.
+pub(super) fn normalize_ids(value: Option<&Value>, ty: &ColumnType) -> Value {
+    match (value, ty) {
+        (Some(Value::Array(items)), ColumnType::List(inner)) => {
+            Value::Array(items.iter().map(|i| normalize(id_of(Some(i)), inner)).collect())
+        }
+        _ => normalize(id_of(value), ty),
+    }
+}
+
 /// Coerces `value` to `ty`; `Value::Null` when it does not fit.
 pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
     let Some(value) = value.filter(|v| !is_blank(v)) else { return Value::Null };
@@ -84,12 +94,12 @@ fn struct_fields(parent: &Value, fields: &[ColumnDef]) -> Map<String, Value> {
     fields
         .iter()
         .map(|f| {
-            let raw = match &f.source {
-                Source::Path(p) => lookup(parent, p),
-                Source::IdOf(p) => id_of(lookup(parent, p)),
-                Source::Meta(_) => None,
+            let value = match &f.source {
+                Source::Path(p) => normalize(lookup(parent, p), &f.ty),
+                Source::IdOf(p) => normalize_ids(lookup(parent, p), &f.ty),
+                Source::Meta(_) => Value::Null,
             };
-            (f.name.clone(), normalize(raw, &f.ty))
+            (f.name.clone(), value)
         })
         .collect()
 }

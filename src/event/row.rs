@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::normalize::{id_of, lookup, normalize};
+use super::normalize::{lookup, normalize, normalize_ids};
 use crate::schema::{ColumnType, MetaField, Source, TableSchema};
 
 /// What a row is built from.
@@ -27,7 +27,7 @@ pub fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
         .map(|col| {
             let value = match &col.source {
                 Source::Path(p) => normalize(input.json.and_then(|j| lookup(j, p)), &col.ty),
-                Source::IdOf(p) => normalize(id_of(input.json.and_then(|j| lookup(j, p))), &col.ty),
+                Source::IdOf(p) => normalize_ids(input.json.and_then(|j| lookup(j, p)), &col.ty),
                 Source::Meta(m) => meta(*m, input, &col.ty),
             };
             (col.name.clone(), value)
@@ -103,5 +103,36 @@ mod tests {
         assert_eq!(r["reason"], json!("not_json"));
         assert_eq!(r["raw_event"], Value::Null);
         assert_eq!(r["event_id"], Value::Null);
+    }
+
+    #[test]
+    fn expanded_id_fields_give_their_id_in_both_tables() {
+        let b = row(
+            Table::Bookings,
+            r#"{"id":"E4","type":"booking.scheduled","data":{"object":"booking","booking_calendar":{"id":"BKC-03WJV0R52Z","object":"booking_calendar","name":"Sales","published":true}}}"#,
+        );
+        assert_eq!(b["booking_calendar_id"], json!("BKC-03WJV0R52Z"));
+        let s = row(Table::Bookings, r#"{"id":"E5","type":"booking.scheduled","data":{"object":"booking","booking_calendar":"BKC-1"}}"#);
+        assert_eq!(s["booking_calendar_id"], json!("BKC-1"));
+        let c = row(
+            Table::Conversations,
+            r#"{"id":"E6","type":"conversation.closed","data":{"object":"conversation","bookings":["BKNG-1",{"id":"BKNG-2","object":"booking"}]}}"#,
+        );
+        assert_eq!(c["booking_ids"], json!(["BKNG-1", "BKNG-2"]));
+    }
+
+    /// Every id-like column of the two object tables reads an id-or-object value (api doc §7).
+    #[test]
+    fn every_id_like_column_accepts_an_expanded_object() {
+        let catalog = Catalog::load().unwrap();
+        for table in [Table::Bookings, Table::Conversations] {
+            for col in &catalog.table(table).columns {
+                let own_id = matches!(&col.source, Source::Path(p) if p == &["id"] || p == &["data", "id"] || p == &["data", "tracking_id"]);
+                let id_like = col.name.ends_with("_id") || col.name.ends_with("_ids");
+                if id_like && !own_id {
+                    assert!(matches!(col.source, Source::IdOf(_)), "{}.{} should be id_of:", table.name(), col.name);
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,9 @@
-//! Reads a request body up to a limit, refusing early on a too-large `Content-Length`.
+//! Reads a request body up to a size limit and within a time limit: a too-large `Content-Length`
+//! is refused before reading, a body that grows past the limit is refused at the chunk that
+//! crosses it, and a body that stalls is refused when the time is up. Each refusal closes the
+//! connection (see `error`), so nothing more of that body is read.
+
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::web::{self, Bytes, BytesMut};
@@ -6,7 +11,12 @@ use futures_util::StreamExt;
 
 use super::WebhookError;
 
-pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, WebhookError> {
+pub(super) async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, WebhookError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -15,13 +25,16 @@ pub(super) async fn read_limited(req: &HttpRequest, mut payload: web::Payload, l
     if declared.is_some_and(|len| len > limit) {
         return Err(WebhookError::TooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| WebhookError::Payload)?;
-        if body.len() + chunk.len() > limit {
-            return Err(WebhookError::TooLarge { limit });
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| WebhookError::Payload)?;
+            if body.len() + chunk.len() > limit {
+                return Err(WebhookError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| WebhookError::BodyTimeout { after: timeout })?
 }

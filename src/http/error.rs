@@ -1,5 +1,5 @@
 //! The receiver's single error type and its mapping to HTTP statuses: 401 for signature problems,
-//! 413 for oversized bodies, 400 for a broken request stream, 503 when the spool cannot take the
+//! 413 for oversized bodies, 400 for a broken request stream, 408 for a body that stalls, 503 when the spool cannot take the
 //! delivery. Bodies are short JSON `{"error": code, "message": text}`; a 5xx body stays generic.
 
 use actix_web::http::StatusCode;
@@ -16,6 +16,8 @@ pub enum WebhookError {
     TooLarge { limit: usize },
     #[error("the request body could not be read")]
     Payload,
+    #[error("the request body did not arrive within {after:?}")]
+    BodyTimeout { after: std::time::Duration },
     #[error("the delivery cannot be kept right now")]
     Unavailable(#[from] SpoolError),
 }
@@ -30,6 +32,7 @@ impl WebhookError {
             WebhookError::Signature(SignatureError::Mismatch) => "invalid_signature",
             WebhookError::TooLarge { .. } => "body_too_large",
             WebhookError::Payload => "bad_request_body",
+            WebhookError::BodyTimeout { .. } => "body_timeout",
             WebhookError::Unavailable(SpoolError::Full { .. }) => "spool_full",
             WebhookError::Unavailable(SpoolError::DiskFull) => "disk_full",
             WebhookError::Unavailable(SpoolError::Closed) => "shutting_down",
@@ -44,6 +47,7 @@ impl ResponseError for WebhookError {
             WebhookError::Signature(_) => StatusCode::UNAUTHORIZED,
             WebhookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::Payload => StatusCode::BAD_REQUEST,
+            WebhookError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -51,8 +55,15 @@ impl ResponseError for WebhookError {
     fn error_response(&self) -> HttpResponse {
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
         let mut response = HttpResponse::build(self.status_code());
-        if let WebhookError::Unavailable(_) = self {
-            response.insert_header(("Retry-After", "30"));
+        match self {
+            WebhookError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "30"));
+            }
+            // The rest of such a body is not wanted: close rather than read it to its end.
+            WebhookError::TooLarge { .. } | WebhookError::Payload | WebhookError::BodyTimeout { .. } => {
+                response.force_close();
+            }
+            WebhookError::Signature(_) => {}
         }
         response.json(body)
     }

@@ -28,21 +28,28 @@ pub struct WebhookState {
     pub verifier: Verifier,
     pub spool: Spool,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
 }
 
 /// The webhook route, and `/healthz` (container health checks look for it on the main port).
 pub fn configure_webhook(cfg: &mut web::ServiceConfig, state: web::Data<WebhookState>) {
     cfg.app_data(state)
         .route(WEBHOOK_PATH, web::post().to(webhook::receive))
-        .route("/healthz", web::get().to(health::healthz));
+        .route("/healthz", get_or_head().to(health::healthz));
+}
+
+/// A route answering GET, and HEAD the same way (actix sends HEAD answers without their body).
+fn get_or_head() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// `/readyz` and `/metrics` (plus `/healthz` when on a listener of their own).
 pub fn configure_admin(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>, with_healthz: bool) {
     cfg.app_data(state)
-        .route("/readyz", web::get().to(health::readyz))
+        .route("/readyz", get_or_head().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics));
     if with_healthz {
-        cfg.route("/healthz", web::get().to(health::healthz));
+        cfg.route("/healthz", get_or_head().to(health::healthz));
     }
 }

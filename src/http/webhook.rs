@@ -64,7 +64,7 @@ async fn accept(
         .to_str()
         .map_err(|_| SignatureError::Malformed)?;
     let header = SignatureHeader::parse(header)?;
-    let body = read_limited(req, payload, state.max_body_bytes).await?;
+    let body = read_limited(req, payload, state.max_body_bytes, state.body_timeout).await?;
     let received_at = Utc::now();
     state.verifier.verify(&header, &body, received_at.timestamp())?;
     let peeked = peek(&body);

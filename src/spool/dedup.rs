@@ -14,8 +14,9 @@
 //!
 //! Invariants: an entry is appended after its record is fsynced in a segment, and the day file is
 //! fsynced before any segment is deleted, so every accepted id is always in a day file or in a
-//! segment; on start both are read. Day files older than the window are deleted; a torn or
-//! corrupt entry (a crash mid-append) is skipped.
+//! segment; on start both are read. Day files older than the window are deleted. A torn last
+//! entry (a crash mid-append) is cut off; a corrupt entry is skipped with a warning and counted
+//! (`oncehub_bridge_dedup_entries_damaged_total`), since the id it held is forgotten.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -103,6 +104,14 @@ impl DedupMap {
     }
 }
 
+/// What [`DedupLog::load`] read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub keys: usize,
+    /// Entries whose checksum failed (a torn last entry is not counted: it was never fsynced).
+    pub damaged: usize,
+}
+
 /// The day files.
 #[derive(Debug)]
 pub struct DedupLog {
@@ -117,20 +126,40 @@ impl DedupLog {
     }
 
     /// Reads every day file not older than `cutoff_secs` into `map`; deletes older ones.
-    pub fn load(&self, map: &mut DedupMap, cutoff_secs: i64) -> io::Result<usize> {
-        let mut loaded = 0;
+    /// Damaged entries are skipped, counted and reported: the ids they held are forgotten, so a
+    /// redelivery of one of those events is stored again (a duplicate row in the lake).
+    pub fn load(&self, map: &mut DedupMap, cutoff_secs: i64) -> io::Result<Loaded> {
+        let mut loaded = Loaded::default();
         for (day, path) in self.day_files()? {
             if day_end_secs(day) < cutoff_secs {
                 remove_quietly(&path);
                 continue;
             }
             let bytes = fs::read(&path)?;
-            for entry in bytes.chunks_exact(ENTRY_LEN) {
-                if let Some((key, secs)) = decode(entry).filter(|(_, secs)| *secs >= cutoff_secs) {
-                    map.insert(key, Entry { accepted_secs: secs, batch: 0 });
-                    loaded += 1;
+            let mut damaged = 0;
+            let entries = bytes.chunks_exact(ENTRY_LEN);
+            let torn = entries.remainder().len();
+            for entry in entries {
+                match decode(entry) {
+                    Some((key, secs)) if secs >= cutoff_secs => {
+                        map.insert(key, Entry { accepted_secs: secs, batch: 0 });
+                        loaded.keys += 1;
+                    }
+                    Some(_) => {}
+                    None => damaged += 1,
                 }
             }
+            if damaged > 0 || torn > 0 {
+                tracing::warn!(
+                    file = %path.display(), damaged_entries = damaged, torn_bytes = torn,
+                    "the dedup index has damaged entries; the event ids they held are forgotten, so a redelivery of one of those events within the dedup window is stored again (a duplicate row)"
+                );
+            }
+            if torn > 0 {
+                // Cut it, or the next append would start mid-entry and misalign every later one.
+                OpenOptions::new().write(true).open(&path)?.set_len((bytes.len() - torn) as u64)?;
+            }
+            loaded.damaged += damaged;
         }
         Ok(loaded)
     }
@@ -257,7 +286,7 @@ mod tests {
 
         let log = DedupLog::new(dir.path().into()).unwrap();
         let mut map = DedupMap::default();
-        assert_eq!(log.load(&mut map, NOW - 7 * DAY).unwrap(), 1);
+        assert_eq!(log.load(&mut map, NOW - 7 * DAY).unwrap(), Loaded { keys: 1, damaged: 0 });
         assert!(map.get(&fresh).is_some() && map.get(&old).is_none());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the old day file is deleted");
     }
@@ -274,8 +303,9 @@ mod tests {
         bytes.extend_from_slice(&[1, 2, 3]); // torn tail
         fs::write(&path, bytes).unwrap();
         let mut map = DedupMap::default();
-        assert_eq!(log.load(&mut map, 0).unwrap(), 1);
+        assert_eq!(log.load(&mut map, 0).unwrap(), Loaded { keys: 1, damaged: 1 }, "counted, not silent");
         assert!(map.get(&EventKey::of("b")).is_some());
+        assert_eq!(fs::read(&path).unwrap().len(), 2 * ENTRY_LEN, "the torn tail is cut, so later appends stay aligned");
     }
 
     #[test]

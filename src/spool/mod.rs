@@ -24,7 +24,11 @@
 //! - Start-up recovery cuts a torn tail of the last segment (see `recovery`), and the reader starts
 //!   at checkpoint + 1: every record not yet in the store is replayed.
 //! - A segment rolls when it has reached `segment_bytes` (at a batch boundary, so it may exceed
-//!   the size by one batch). The budget counts every segment byte on disk, acknowledged or not.
+//!   the size by one batch).
+//! - The budget (`max_bytes`) counts the segment bytes of records not yet in the store: every
+//!   segment byte on disk minus the acknowledged prefix of the oldest segment (known from the
+//!   batch boundaries the writer notes). So a spool whose store has caught up always has room,
+//!   whatever the segment size.
 
 mod dedup;
 mod reader;
@@ -36,7 +40,7 @@ mod writer;
 
 pub use dedup::EventKey;
 pub use reader::SpoolReader;
-pub use recovery::RecoveryError;
+pub use recovery::{Loss, Mode, RecoveryError, Scan, SegmentReport};
 pub use state::{FlushIntent, StateError};
 
 use std::collections::VecDeque;
@@ -52,6 +56,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use self::dedup::{DedupLog, DedupMap, Entry};
+use crate::metrics;
 use self::state::StateFile;
 
 /// A record's position in the spool.
@@ -112,7 +117,7 @@ pub struct SpoolOptions {
 pub enum SpoolError {
     #[error("the spool is closed: the service is shutting down")]
     Closed,
-    #[error("the spool holds its limit of {limit} bytes; the store is not keeping up")]
+    #[error("the spool holds its limit of {limit} bytes of deliveries not yet written to the store")]
     Full { limit: u64 },
     #[error("the disk holding the spool is nearly full")]
     DiskFull,
@@ -146,7 +151,11 @@ pub struct Recovered {
     /// Intents of files that may already be in the store; replay must cut the same files.
     pub intents: Vec<FlushIntent>,
     pub truncated: Option<String>,
+    /// Records above the checkpoint that damage took (each range is also logged and counted).
+    pub losses: Vec<Loss>,
     pub dedup_keys: usize,
+    /// Damaged dedup entries skipped: their ids are forgotten.
+    pub dedup_damaged: usize,
 }
 
 /// Counters, for logs and metrics.
@@ -171,7 +180,19 @@ struct Durable {
     closed: bool,
 }
 
-type BatchResult = Option<Result<u64, ()>>;
+/// A batch's outcome: its first sequence number, or whether the write failed for a full disk.
+type BatchResult = Option<Result<u64, WriteFailed>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteFailed {
+    DiskFull,
+    Other,
+}
+
+/// ENOSPC and EDQUOT: the disk (or the quota) is full.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(rustix::io::Errno::from_io_error(e), Some(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT))
+}
 
 /// Guarded by one mutex, held only for bookkeeping (never across I/O).
 struct Inner {
@@ -186,9 +207,24 @@ struct Inner {
     disk_bytes: u64,
     /// (first seq, size) of each segment; the last one is active.
     segments: VecDeque<(u64, u64)>,
+    /// (last seq, segment first seq, end offset) of each written batch not yet acknowledged.
+    boundaries: VecDeque<(u64, u64, u64)>,
+    /// (segment first seq, offset): the segment bytes up to here hold acknowledged records only.
+    acked_to: Option<(u64, u64)>,
     low_disk: bool,
     /// The last append was refused for the size limit, and nothing was trimmed since.
     refused_full: bool,
+}
+
+impl Inner {
+    /// Segment bytes on disk that hold records not yet acknowledged (the budget's measure).
+    fn unacked_bytes(&self) -> u64 {
+        let acked = match (self.acked_to, self.segments.front()) {
+            (Some((segment, offset)), Some((first, _))) if segment == *first => offset,
+            _ => 0,
+        };
+        self.disk_bytes.saturating_sub(acked)
+    }
 }
 
 struct Shared {
@@ -239,21 +275,17 @@ impl Spool {
             let path = path.to_owned();
             move |source| OpenError::Io { path, source }
         };
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let lock_path = dir.join("LOCK");
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(OpenError::Locked(dir));
-        }
-        let state = StateFile::open(&dir)?;
+        let lock = lock(&dir)?;
+        let state = open_state(&dir, Mode::Repair)?;
         let checkpoint = Seq(state.state.checkpoint);
 
         let mut dedup_log = DedupLog::new(dir.join("dedup")).map_err(io(&dir))?;
         let cutoff = Utc::now().timestamp() - opts.dedup_window.as_secs() as i64;
         let mut dedup = DedupMap::default();
-        dedup_log.load(&mut dedup, cutoff).map_err(io(&dir.join("dedup")))?;
+        let loaded = dedup_log.load(&mut dedup, cutoff).map_err(io(&dir.join("dedup")))?;
+        crate::metrics::dedup_damaged(loaded.damaged as u64);
         let mut spooled_keys = Vec::new();
-        let scan = recovery::scan(&dir, checkpoint, |r| {
+        let scan = recovery::scan(&dir, checkpoint, Mode::Repair, |r| {
             let secs = r.delivery.received_at.timestamp();
             if let (Some(key), true) = (r.delivery.event_key, secs >= cutoff) {
                 dedup.insert(key, Entry { accepted_secs: secs, batch: 0 });
@@ -263,6 +295,7 @@ impl Spool {
         // Keys seen only in segments go to the day files too, before any segment can be trimmed.
         dedup_log.append(&spooled_keys).and_then(|()| dedup_log.sync()).map_err(io(&dir.join("dedup")))?;
 
+        metrics::records_lost(scan.lost());
         let next = scan.last.0 + 1;
         let mut segments: VecDeque<(u64, u64)> = scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
         let active = writer::Active::create(&dir, next).map_err(io(&segment::path(&dir, next)))?;
@@ -274,7 +307,9 @@ impl Spool {
             last: scan.last,
             intents,
             truncated: scan.truncated,
+            losses: scan.losses,
             dedup_keys: dedup.len(),
+            dedup_damaged: loaded.damaged,
         };
 
         let (batch_done, _) = watch::channel(None);
@@ -289,6 +324,8 @@ impl Spool {
                 closed: false,
                 disk_bytes,
                 segments,
+                boundaries: VecDeque::new(),
+                acked_to: None,
                 low_disk: false,
                 refused_full: false,
             }),
@@ -325,6 +362,7 @@ impl Spool {
                 let done = rx.wait_for(Option::is_some).await.map_err(|_| SpoolError::Closed)?;
                 match *done {
                     Some(Ok(first)) => Ok(Appended::Stored(Seq(first + index))),
+                    Some(Err(WriteFailed::DiskFull)) => Err(SpoolError::DiskFull),
                     _ => Err(SpoolError::Write),
                 }
             }
@@ -354,7 +392,7 @@ impl Spool {
         }
         let size = record::encoded_len(&delivery) as u64;
         let limit = self.shared.opts.max_bytes;
-        if inner.disk_bytes + inner.pending_bytes + size > limit {
+        if inner.unacked_bytes() + inner.pending_bytes + size > limit {
             inner.refused_full = true;
             return Err(SpoolError::Full { limit });
         }
@@ -421,6 +459,12 @@ impl Spool {
     fn trim(&self, checkpoint: Seq) {
         let doomed: Vec<u64> = {
             let mut inner = self.shared.inner();
+            while inner.boundaries.front().is_some_and(|b| b.0 <= checkpoint.0) {
+                if let Some((_, segment, offset)) = inner.boundaries.pop_front() {
+                    inner.acked_to = Some((segment, offset));
+                    inner.refused_full = false;
+                }
+            }
             let mut doomed = Vec::new();
             while inner.segments.len() > 1 && inner.segments[1].0 - 1 <= checkpoint.0 {
                 if let Some((first, size)) = inner.segments.pop_front() {
@@ -469,7 +513,7 @@ impl Spool {
             Err(SpoolError::Closed)
         } else if inner.low_disk {
             Err(SpoolError::DiskFull)
-        } else if inner.refused_full || inner.disk_bytes + inner.pending_bytes >= limit {
+        } else if inner.refused_full || inner.unacked_bytes() + inner.pending_bytes >= limit {
             Err(SpoolError::Full { limit })
         } else {
             Ok(())
@@ -493,6 +537,64 @@ impl Spool {
             tracing::error!("the spool writer thread panicked");
         }
     }
+}
+
+/// Takes the spool directory's lock (creating the directory): one process per spool.
+fn lock(dir: &Path) -> Result<File, OpenError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OpenError::Io { path, source }
+    };
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let lock_path = dir.join("LOCK");
+    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(OpenError::Locked(dir.to_owned()));
+    }
+    Ok(lock)
+}
+
+/// Reads the state file. A damaged one is, when repairing, quarantined and replaced by a state
+/// whose checkpoint is just below the oldest segment (everything before it was trimmed, so it is
+/// in the store); its flush intents are lost, so rows replayed since may be written twice.
+fn open_state(dir: &Path, mode: Mode) -> Result<StateFile, OpenError> {
+    match StateFile::open(dir) {
+        Err(e @ StateError::Invalid { .. }) if mode == Mode::Repair => {
+            let oldest = segment::list(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?.first().map(|(f, _)| *f);
+            let checkpoint = oldest.unwrap_or(1).saturating_sub(1);
+            let moved = StateFile::reset(dir, checkpoint)?;
+            tracing::error!(
+                error = %e, quarantined = %moved.display(), checkpoint,
+                "the spool state file is damaged: moved it to quarantine and resumed after the oldest segment; rows replayed from here may be written twice"
+            );
+            Ok(StateFile::open(dir)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// What `spool verify` / `spool repair` found.
+#[derive(Debug)]
+pub struct Checked {
+    pub checkpoint: Seq,
+    pub scan: Scan,
+    /// Set when the state file cannot be read (inspecting: repair would reset it).
+    pub state_error: Option<String>,
+}
+
+/// Reads the spool in `dir` without starting it: `Mode::Inspect` changes nothing, `Mode::Repair`
+/// does what start-up does (cut a torn tail, rewrite damaged segments, quarantine originals,
+/// reset a damaged state file). Takes the spool's lock, so it refuses to run beside `serve`.
+pub fn check(dir: &Path, mode: Mode) -> Result<Checked, OpenError> {
+    let _lock = lock(dir)?;
+    let (state, state_error) = match open_state(dir, mode) {
+        Ok(state) => (Some(state), None),
+        Err(OpenError::State(e)) if mode == Mode::Inspect => (None, Some(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let checkpoint = Seq(state.map_or(0, |s| s.state.checkpoint));
+    let scan = recovery::scan(dir, checkpoint, mode, |_| {})?;
+    Ok(Checked { checkpoint, scan, state_error })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -2,7 +2,8 @@
 //! files (so a backlog waits on disk, not in memory), never past the durable end of the log.
 //!
 //! It starts at checkpoint + 1, so after a restart it first replays what the store does not have
-//! yet, then follows the writer.
+//! yet, then follows the writer. Sequence numbers that recovery found lost (a gap) are stepped
+//! over: the reader never waits for a number that no segment holds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,7 +89,13 @@ impl SpoolReader {
                         return Ok(None);
                     }
                 }
-                Ok(None) => self.open = None,
+                Ok(None) => {
+                    // A sealed segment read to its end: what follows is in the next segment,
+                    // even where damage left a gap in the numbers.
+                    let first = open.first;
+                    self.next = self.next.max(self.following(first).unwrap_or(self.next));
+                    self.open = None;
+                }
                 Err(e) => {
                     let path = segment::path(&self.shared.opts.dir, open.first);
                     let source = match e {
@@ -101,12 +108,22 @@ impl SpoolReader {
         }
     }
 
-    /// Opens the segment holding `self.next`.
-    fn open_segment(&self) -> Result<OpenSegment, SpoolError> {
+    /// The first sequence number of the segment after the one starting at `first`.
+    fn following(&self, first: u64) -> Option<u64> {
+        self.shared.inner().segments.iter().map(|(f, _)| *f).find(|f| *f > first)
+    }
+
+    /// Opens the segment holding `self.next`, or, when no segment starts at or before it (the
+    /// first one was lost), the first segment after it.
+    fn open_segment(&mut self) -> Result<OpenSegment, SpoolError> {
         let first = {
             let inner = self.shared.inner();
-            inner.segments.iter().map(|(first, _)| *first).filter(|f| *f <= self.next).max()
+            let firsts = || inner.segments.iter().map(|(first, _)| *first);
+            firsts().filter(|f| *f <= self.next).max().or_else(|| firsts().find(|f| *f > self.next))
         };
+        if let Some(first) = first {
+            self.next = self.next.max(first);
+        }
         let path = segment::path(&self.shared.opts.dir, first.unwrap_or(self.next));
         let cursor = Cursor::open(&path).map_err(|e| SpoolError::Read {
             path: path.clone(),

@@ -25,6 +25,8 @@ use super::{Delivery, Record, Seq};
 
 pub const HEADER_LEN: usize = 8;
 const FIXED_PAYLOAD: usize = 42;
+/// The smallest record: header and fixed payload, no address, an empty body.
+pub const MIN_RECORD_LEN: u64 = (HEADER_LEN + FIXED_PAYLOAD) as u64;
 /// A length above this is corruption, not a record (bodies are capped far below it).
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 

@@ -1,185 +1,297 @@
-//! Start-up recovery: check every segment, cut a torn tail, find where appending resumes.
+//! Start-up recovery: read every segment, keep every record whose own checksum is good, and say
+//! exactly which sequence numbers are gone.
 //!
-//! Rules: a bad record (short, failing its checksum) in the *last* segment is a torn tail from a
-//! crash mid-write: the file is truncated at the record's start and a warning names the segment,
-//! the offset and the bytes cut. A bad record anywhere else, or a sequence number out of order,
-//! is damage recovery cannot explain: start-up fails with the file and offset, and nothing is
-//! deleted.
+//! Rules:
+//! - Reading a segment stops at anything that is not a whole, valid record (cut short, wrong
+//!   checksum, a sequence number not above the previous one) and resumes at the next offset where
+//!   a valid record with a later sequence number starts (see `Cursor::resync`). So one damaged
+//!   record costs that record, not the rest of the segment.
+//! - Bad bytes at the very end of the *last* segment, with no valid record after them, are a torn
+//!   tail: a crash mid-write, never acknowledged. The file is cut at their start.
+//! - Any other bad bytes are damage. In [`Mode::Repair`] (start-up, `spool repair`) the segment
+//!   is rewritten with its intact records (written to a temporary file, fsynced, renamed over),
+//!   and the original is first hard-linked into `<spool>/quarantine/` for inspection.
+//! - Losses are the gaps in the surviving sequence numbers above the checkpoint (records at or
+//!   below it are in the store already): inside a damaged segment, at the end of one, or where a
+//!   whole segment file is missing. Each is reported with its range and cause.
+//! - [`Mode::Inspect`] (`spool verify`) reads the same way and reports the same, changing nothing.
 
-use std::fs::OpenOptions;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::segment::{self, Cursor, CursorError};
+use super::segment::{self, Cursor, CursorError, MAGIC};
+use super::state::sync_dir;
 use super::{Record, Seq};
+
+/// Whether recovery may change files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Cut torn tails, rewrite damaged segments without their bad bytes, quarantine the originals.
+    Repair,
+    /// Read and report only.
+    Inspect,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    #[error("cannot read the spool directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error(
-        "spool segment {path} is damaged {detail}; it is not the last segment, so this is not a torn \
-         write. Move the file out of the spool directory to start without its records"
-    )]
-    Damaged { path: PathBuf, detail: String },
+    #[error("cannot read or repair the spool at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Bytes of a segment that are not whole, valid records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadBytes {
+    pub start: u64,
+    pub end: u64,
+    pub reason: String,
+}
+
+/// Sequence numbers that are neither in the store nor in the spool any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    pub first: u64,
+    pub last: u64,
+    pub cause: String,
+}
+
+impl Loss {
+    pub fn count(&self) -> u64 {
+        self.last - self.first + 1
+    }
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.count() {
+            1 => write!(f, "sequence {} ({})", self.first, self.cause),
+            n => write!(f, "sequences {}-{} ({n} records; {})", self.first, self.last, self.cause),
+        }
+    }
+}
+
+/// What recovery found in one segment, and what it did about it.
+#[derive(Debug, Clone)]
+pub struct SegmentReport {
+    pub path: PathBuf,
+    pub records: u64,
+    /// The first and last sequence numbers it holds (intact records only).
+    pub seqs: Option<(u64, u64)>,
+    pub bad: Vec<BadBytes>,
+    /// What was (or, inspecting, would be) done: cut, rewritten, removed.
+    pub action: Option<String>,
 }
 
 /// What recovery found.
 #[derive(Debug)]
 pub struct Scan {
-    /// The segments kept, with their first sequence number and size in bytes.
+    /// The segments kept, with their first sequence number (their name) and size in bytes.
     pub segments: Vec<(u64, u64)>,
     /// The highest sequence number in the spool (the checkpoint when it holds none beyond it).
     pub last: Seq,
     /// Set when a torn tail was cut: a sentence saying what was cut.
     pub truncated: Option<String>,
+    pub losses: Vec<Loss>,
+    pub reports: Vec<SegmentReport>,
+    /// Where damaged originals were put.
+    pub quarantined: Vec<PathBuf>,
 }
 
-/// Reads every segment in `dir`, calling `each` for every valid record.
-pub fn scan(dir: &Path, checkpoint: Seq, mut each: impl FnMut(&Record)) -> Result<Scan, RecoveryError> {
-    let io = |path: &Path| {
+impl Scan {
+    /// Records lost, in all.
+    pub fn lost(&self) -> u64 {
+        self.losses.iter().map(Loss::count).sum()
+    }
+
+    /// Nothing damaged, nothing lost (a torn tail aside).
+    pub fn is_clean(&self) -> bool {
+        self.losses.is_empty() && self.reports.iter().all(|r| r.bad.is_empty() || r.action.as_deref().is_some_and(|a| a.starts_with("torn")))
+    }
+}
+
+/// Reads every segment in `dir`, calling `each` for every intact record.
+pub fn scan(dir: &Path, checkpoint: Seq, mode: Mode, mut each: impl FnMut(&Record)) -> Result<Scan, RecoveryError> {
+    let io_at = |path: &Path| {
         let path = path.to_owned();
         move |source| RecoveryError::Io { path, source }
     };
-    let found = segment::list(dir).map_err(io(dir))?;
+    let found = segment::list(dir).map_err(io_at(dir))?;
     let count = found.len();
-    let mut segments = Vec::new();
-    let mut last = checkpoint;
-    let mut truncated = None;
+    let mut scan = Scan { segments: Vec::new(), last: checkpoint, truncated: None, losses: Vec::new(), reports: Vec::new(), quarantined: Vec::new() };
+    // The highest sequence number accounted for: in the store (the checkpoint) or read intact.
+    let mut high = checkpoint.0;
+    // Why records after `high` may be missing, when the previous segment ended in damage.
+    let mut cause_after: Option<String> = None;
     for (i, (first, path)) in found.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        let damaged = |detail: String| RecoveryError::Damaged { path: path.clone(), detail };
-        let size = std::fs::metadata(&path).map_err(io(&path))?.len();
-        let mut cursor = match Cursor::open(&path) {
-            Ok(c) => c,
-            Err(CursorError::NoMagic) if is_last => {
-                // Created but never written: a crash while rolling.
-                std::fs::remove_file(&path).map_err(io(&path))?;
+        let size = fs::metadata(&path).map_err(io_at(&path))?.len();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if is_last && size <= MAGIC.len() as u64 {
+            // Created but never written: a crash while rolling.
+            if mode == Mode::Repair {
+                fs::remove_file(&path).map_err(io_at(&path))?;
+            }
+            continue;
+        }
+        let read = read_segment(&path, first, size, |record, damage| {
+            if record.seq.0 > high + 1 {
+                let cause = match damage {
+                    Some(bad) => format!("damaged bytes {}..{} of {name}: {}", bad.start, bad.end, bad.reason),
+                    None => cause_after.take().unwrap_or_else(|| format!("missing before {name}: a segment file was removed")),
+                };
+                scan.losses.push(Loss { first: high + 1, last: record.seq.0 - 1, cause });
+            }
+            high = high.max(record.seq.0);
+            cause_after = None;
+            each(record);
+        })
+        .map_err(io_at(&path))?;
+        let mut report = SegmentReport { path: path.clone(), records: read.records, seqs: read.seqs, bad: read.bad.clone(), action: None };
+        let mut kept = size;
+        let tail_only = read.bad.len() == 1 && read.bad[0].end == size && read.bad[0].start > 0;
+        if let Some(bad) = read.bad.last().filter(|b| b.end == size) {
+            cause_after = Some(format!("damaged bytes {}..{} at the end of {name}: {}", bad.start, bad.end, bad.reason));
+        }
+        if is_last && tail_only {
+            let bad = &read.bad[0];
+            let cut = bad.end - bad.start;
+            let note = format!(
+                "cut a torn tail of {cut} bytes at byte {} of {} ({}); every record before it (up to sequence {high}) is kept",
+                bad.start,
+                path.display(),
+                bad.reason
+            );
+            if mode == Mode::Repair {
+                let file = OpenOptions::new().write(true).open(&path).map_err(io_at(&path))?;
+                file.set_len(bad.start).and_then(|()| file.sync_all()).map_err(io_at(&path))?;
+                tracing::warn!(segment = %path.display(), offset = bad.start, bytes_cut = cut, reason = %bad.reason, "spool recovery: {note}");
+            }
+            report.action = Some(format!("torn tail: {cut} bytes cut at byte {}", bad.start));
+            scan.truncated = Some(note);
+            cause_after = None;
+            kept = bad.start;
+        } else if !read.bad.is_empty() {
+            let verb = if mode == Mode::Repair { "rewritten" } else { "to rewrite" };
+            report.action = Some(format!("{verb} with its {} intact records; original quarantined", read.records));
+            if mode == Mode::Repair {
+                let (quarantined, size) = rewrite(dir, &path, &read.good).map_err(io_at(&path))?;
+                tracing::error!(
+                    segment = %path.display(), quarantined = %quarantined.display(), intact_records = read.records,
+                    damaged = ?read.bad.iter().map(|b| (b.start, b.end)).collect::<Vec<_>>(),
+                    "spool recovery: a segment is damaged; kept its intact records and moved the original to quarantine"
+                );
+                scan.quarantined.push(quarantined);
+                kept = size;
+            }
+        }
+        scan.segments.push((first, kept));
+        scan.reports.push(report);
+    }
+    scan.last = Seq(high);
+    for loss in &scan.losses {
+        tracing::error!(first = loss.first, last = loss.last, records = loss.count(), cause = %loss.cause, "spool recovery: records lost to damage");
+    }
+    Ok(scan)
+}
+
+/// One segment read through its damage.
+struct SegmentRead {
+    records: u64,
+    seqs: Option<(u64, u64)>,
+    bad: Vec<BadBytes>,
+    /// Byte ranges of intact records, merged where adjacent.
+    good: Vec<(u64, u64)>,
+}
+
+/// Reads a segment's intact records in order; `each` also gets the damage just before a record.
+fn read_segment(path: &Path, first: u64, size: u64, mut each: impl FnMut(&Record, Option<&BadBytes>)) -> io::Result<SegmentRead> {
+    let mut read = SegmentRead { records: 0, seqs: None, bad: Vec::new(), good: Vec::new() };
+    let mut cursor = match Cursor::open(path) {
+        Ok(c) => c,
+        Err(CursorError::Io(e)) => return Err(e),
+        Err(e) => {
+            read.bad.push(BadBytes { start: 0, end: MAGIC.len() as u64, reason: e.to_string() });
+            Cursor::open_unchecked(path)?
+        }
+    };
+    let mut prev: Option<u64> = None;
+    let mut damage_before = !read.bad.is_empty();
+    loop {
+        let at = cursor.offset;
+        let reason = match cursor.next(size) {
+            Ok(Some(r)) if prev.is_some_and(|p| r.seq.0 <= p) => format!("sequence {} does not follow {}", r.seq.0, prev.unwrap_or(0)),
+            Ok(Some(r)) => {
+                match read.good.last_mut() {
+                    Some(span) if span.1 == at => span.1 = cursor.offset,
+                    _ => read.good.push((at, cursor.offset)),
+                }
+                each(&r, damage_before.then(|| read.bad.last()).flatten());
+                damage_before = false;
+                read.records += 1;
+                read.seqs = Some((read.seqs.map_or(r.seq.0, |s| s.0), r.seq.0));
+                prev = Some(r.seq.0);
                 continue;
             }
-            Err(CursorError::Io(e)) => return Err(io(&path)(e)),
-            Err(e) => return Err(damaged(e.to_string())),
+            Ok(None) => break,
+            Err(CursorError::Io(e)) => return Err(e),
+            Err(CursorError::Bad { reason, .. }) => reason.to_string(),
+            Err(e) => e.to_string(),
         };
-        let mut expected = first;
-        loop {
-            match cursor.next(size) {
-                Ok(Some(record)) => {
-                    if record.seq.0 != expected {
-                        return Err(damaged(format!(
-                            "at byte {}: sequence {} where {expected} was expected",
-                            cursor.offset, record.seq.0
-                        )));
-                    }
-                    expected += 1;
-                    each(&record);
-                }
-                Ok(None) => break,
-                Err(CursorError::Bad { offset, reason }) if is_last => {
-                    let file = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                    file.set_len(offset).map_err(io(&path))?;
-                    file.sync_all().map_err(io(&path))?;
-                    let cut = size - offset;
-                    let note = format!(
-                        "cut a torn tail of {cut} bytes at byte {offset} of {} ({reason}); every record before it (up to sequence {}) is kept",
-                        path.display(),
-                        expected - 1
-                    );
-                    tracing::warn!(segment = %path.display(), offset, bytes_cut = cut, reason = %reason, "spool recovery: {note}");
-                    truncated = Some(note);
-                    break;
-                }
-                Err(CursorError::Io(e)) => return Err(io(&path)(e)),
-                Err(e) => return Err(damaged(e.to_string())),
+        let after = prev.unwrap_or(first.saturating_sub(1));
+        match cursor.resync(at + 1, size, after)? {
+            Some(next) => {
+                read.bad.push(BadBytes { start: at, end: next, reason });
+                damage_before = true;
+                cursor.offset = next;
+            }
+            None => {
+                read.bad.push(BadBytes { start: at, end: size, reason });
+                break;
             }
         }
-        if expected > first {
-            last = last.max(Seq(expected - 1));
-        }
-        segments.push((first, cursor.offset));
     }
-    Ok(Scan { segments, last, truncated })
+    Ok(read)
+}
+
+/// Replaces a damaged segment by its intact records; returns where the original went and the
+/// new size. Crash-safe: the original is linked into quarantine first, and the rewritten file
+/// replaces it by rename only once it is fsynced.
+fn rewrite(dir: &Path, path: &Path, good: &[(u64, u64)]) -> io::Result<(PathBuf, u64)> {
+    let quarantine = dir.join("quarantine");
+    fs::create_dir_all(&quarantine)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut target = quarantine.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        target = quarantine.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    if fs::hard_link(path, &target).is_err() {
+        fs::copy(path, &target)?;
+    }
+    sync_dir(&quarantine)?;
+    let tmp = path.with_extension("seg.repair");
+    let source = File::open(path)?;
+    let mut out = File::create(&tmp)?;
+    out.write_all(MAGIC)?;
+    let mut size = MAGIC.len() as u64;
+    let mut buf = vec![0; 1 << 20];
+    for &(start, end) in good {
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            source.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        size += end - start;
+    }
+    out.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)?;
+    Ok((target, size))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spool::record;
-    use crate::spool::{Delivery, segment::MAGIC};
-    use bytes::Bytes;
-
-    fn write(dir: &Path, seqs: std::ops::RangeInclusive<u64>) -> (PathBuf, Vec<u64>) {
-        let path = segment::path(dir, *seqs.start());
-        let mut out = MAGIC.to_vec();
-        let mut ends = Vec::new();
-        for s in seqs {
-            record::encode(Seq(s), &Delivery::for_test(Bytes::from(format!("{{\"n\":{s}}}"))), &mut out);
-            ends.push(out.len() as u64);
-        }
-        std::fs::write(&path, out).unwrap();
-        (path, ends)
-    }
-
-    fn seqs(dir: &Path) -> (Vec<u64>, Scan) {
-        let mut seen = Vec::new();
-        let scan = scan(dir, Seq(0), |r| seen.push(r.seq.0)).unwrap();
-        (seen, scan)
-    }
-
-    #[test]
-    fn a_clean_spool_is_read_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 1..=3);
-        write(dir.path(), 4..=5);
-        let (seen, scan) = seqs(dir.path());
-        assert_eq!(seen, [1, 2, 3, 4, 5]);
-        assert_eq!(scan.last, Seq(5));
-        assert!(scan.truncated.is_none());
-    }
-
-    #[test]
-    fn a_torn_tail_is_cut_and_everything_before_it_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 1..=3);
-        let (path, ends) = write(dir.path(), 4..=6);
-        let cut_at = ends[1] + 5; // in the middle of record 6
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..cut_at as usize]).unwrap();
-        let (seen, scan) = seqs(dir.path());
-        assert_eq!(seen, [1, 2, 3, 4, 5]);
-        assert_eq!(scan.last, Seq(5));
-        let note = scan.truncated.unwrap();
-        assert!(note.contains("5 bytes") && note.contains(&ends[1].to_string()), "{note}");
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[1], "the file is cut at the record start");
-    }
-
-    #[test]
-    fn a_corrupt_last_record_is_a_torn_tail_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, ends) = write(dir.path(), 1..=2);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let i = ends[1] as usize - 2;
-        bytes[i] ^= 0xff;
-        std::fs::write(&path, bytes).unwrap();
-        let (seen, scan) = seqs(dir.path());
-        assert_eq!(seen, [1]);
-        assert!(scan.truncated.is_some());
-    }
-
-    #[test]
-    fn damage_before_the_last_segment_stops_start_up_and_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, ends) = write(dir.path(), 1..=2);
-        write(dir.path(), 3..=3);
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..ends[1] as usize - 1]).unwrap();
-        let e = scan(dir.path(), Seq(0), |_| {}).unwrap_err().to_string();
-        assert!(e.contains("wal-00000000000000000001.seg") && e.contains("Move the file"), "{e}");
-        assert_eq!(std::fs::read(&path).unwrap().len(), ends[1] as usize - 1, "nothing is changed");
-    }
-
-    #[test]
-    fn an_empty_spool_resumes_after_the_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let scan = scan(dir.path(), Seq(41), |_| {}).unwrap();
-        assert_eq!(scan.last, Seq(41));
-    }
-}
+mod tests;

@@ -76,6 +76,48 @@ impl Cursor {
         Ok(Cursor { file, buf: Vec::new(), buf_at: 0, offset: MAGIC.len() as u64 })
     }
 
+    /// Opens a segment whose magic may be damaged: reading starts after where the magic would be.
+    pub fn open_unchecked(path: &Path) -> io::Result<Cursor> {
+        Ok(Cursor { file: File::open(path)?, buf: Vec::new(), buf_at: 0, offset: MAGIC.len() as u64 })
+    }
+
+    /// The offset of the first whole, valid record at or after `from` (below `limit`) whose
+    /// sequence number follows `after`: where reading resumes past damage. A candidate must have a
+    /// plausible length and sequence number before its checksum is computed, so the search costs
+    /// about one read of the damaged stretch.
+    pub fn resync(&mut self, from: u64, limit: u64, after: u64) -> io::Result<Option<u64>> {
+        let mut at = from;
+        while at + (HEADER_LEN + 8) as u64 <= limit {
+            if self.valid_at(at, limit, after)? {
+                return Ok(Some(at));
+            }
+            at += 1;
+        }
+        Ok(None)
+    }
+
+    /// A record starts at `at`: its length fits below `limit`, its number is above `after` and no
+    /// further on than records of the smallest size could reach, and its checksum matches.
+    fn valid_at(&mut self, at: u64, limit: u64, after: u64) -> io::Result<bool> {
+        let head = match self.bytes(at, HEADER_LEN + 8, limit) {
+            Ok(h) => h,
+            Err(CursorError::Io(e)) => return Err(e),
+            Err(_) => return Ok(false),
+        };
+        let Ok((len, crc)) = record::decode_header(head) else { return Ok(false) };
+        let seq = u64::from_le_bytes(head[HEADER_LEN..HEADER_LEN + 8].try_into().unwrap_or([0; 8]));
+        let end = at + (HEADER_LEN + len) as u64;
+        let most = after.saturating_add((limit - at) / record::MIN_RECORD_LEN + 1);
+        if end > limit || seq <= after || seq > most {
+            return Ok(false);
+        }
+        match self.bytes(at + HEADER_LEN as u64, len, limit) {
+            Ok(payload) => Ok(record::decode_payload(payload, crc).is_ok()),
+            Err(CursorError::Io(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// The file's current length (of the open file: valid even after the path is deleted).
     pub fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())

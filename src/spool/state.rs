@@ -67,6 +67,25 @@ impl StateFile {
         Ok(StateFile { path, dir: dir.to_owned(), state })
     }
 
+    /// Moves a damaged state file into `<spool>/quarantine/` and writes a fresh one holding only
+    /// `checkpoint`; returns where the old file went.
+    pub fn reset(dir: &Path, checkpoint: u64) -> Result<PathBuf, StateError> {
+        let path = dir.join("checkpoint.json");
+        let io_err = |source| StateError::Io { path: path.clone(), source };
+        let quarantine = dir.join("quarantine");
+        fs::create_dir_all(&quarantine).map_err(io_err)?;
+        let mut target = quarantine.join("checkpoint.json");
+        let mut n = 1;
+        while target.exists() {
+            target = quarantine.join(format!("checkpoint.json.{n}"));
+            n += 1;
+        }
+        fs::rename(&path, &target).map_err(io_err)?;
+        let fresh = StateFile { path: path.clone(), dir: dir.to_owned(), state: SpoolState { checkpoint, intents: Vec::new() } };
+        fresh.save()?;
+        Ok(target)
+    }
+
     /// Writes the current state durably.
     pub fn save(&self) -> Result<(), StateError> {
         let io_err = |source| StateError::Io { path: self.path.clone(), source };

@@ -89,6 +89,7 @@ fn run(shared: &Shared, mut active: Active, mut next: u64) {
                     if let Some(last) = inner.segments.back_mut() {
                         *last = (active.first, active.offset);
                     }
+                    inner.boundaries.push_back((next - 1, active.first, active.offset));
                 }
                 shared.durable.send_modify(|d| {
                     *d = Durable { segment: active.first, offset: active.offset, last: Seq(next - 1), closed: false };
@@ -104,9 +105,17 @@ fn run(shared: &Shared, mut active: Active, mut next: u64) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = deliveries.len(), "spool write failed; answering 503 for this batch");
-                shared.inner().dedup.forget_batch(deliveries.iter().filter_map(|d| d.event_key), number);
-                done.send_replace(Some(Err(())));
+                let full = super::is_disk_full(&e);
+                tracing::error!(error = %e, records = deliveries.len(), disk_full = full, "spool write failed; answering 503 for this batch");
+                let mut inner = shared.inner();
+                inner.dedup.forget_batch(deliveries.iter().filter_map(|d| d.event_key), number);
+                if full {
+                    // Refuse at once, not at the next free-space check; that check lifts it.
+                    inner.low_disk = true;
+                }
+                drop(inner);
+                let failure = if full { super::WriteFailed::DiskFull } else { super::WriteFailed::Other };
+                done.send_replace(Some(Err(failure)));
                 shared.finished_batch.send_replace(number);
             }
         }

@@ -112,6 +112,7 @@ pub fn settings(dir: &Path) -> ServeSettings {
         flush: FlushLimits { max_age: Duration::from_secs(3600), ..FlushLimits::default() },
         signature_tolerance: Duration::from_secs(300),
         max_body_bytes: std::num::NonZeroUsize::new(1024 * 1024).unwrap(),
+        body_timeout: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(30),
         workers: std::num::NonZeroUsize::new(2),
         spool: SpoolOptions {
