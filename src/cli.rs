@@ -41,6 +41,29 @@ pub enum Command {
     /// The table schemas, for warehouse engines.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Check or repair the spool (stop `serve` first: both take the spool's lock).
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+/// `spool` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Read every segment and report what is damaged and which sequence numbers are lost;
+    /// changes nothing. Exit 0 when clean, 1 when damage or a loss was found.
+    Verify(SpoolArgs),
+    /// Do what `serve` does at start-up, now: keep every intact record, move damaged segments
+    /// (and a damaged state file) into <data-dir>/spool/quarantine/, rewrite them without the bad
+    /// bytes, and report what was lost.
+    Repair(SpoolArgs),
+}
+
+/// Settings of `spool verify` and `spool repair`.
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArgs {
+    /// The data dir `serve` uses (its spool is <data-dir>/spool).
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 /// `config` subcommands.

@@ -29,6 +29,7 @@ pub mod send_test;
 pub mod shutdown;
 pub mod sink;
 pub mod spool;
+pub mod spool_command;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;
@@ -53,6 +54,8 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
         Command::Unregister(args) => manage::unregister(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => config_check(&layered.provenance, args),
+        Command::Spool(cli::SpoolCommand::Verify(args)) => spool_command::verify(&args),
+        Command::Spool(cli::SpoolCommand::Repair(args)) => spool_command::repair(&args),
         Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
             let catalog = schema::Catalog::load()?;
             print!("{}", schema::ddl::ddl(&catalog, engine, &location));

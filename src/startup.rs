@@ -155,7 +155,10 @@ impl Application {
             })
         })
         .disable_signals()
-            .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+        // A refused body's connection closes at once instead of lingering to read what the
+        // sender still pushes (see `http::body`).
+        .client_disconnect_timeout(Duration::ZERO)
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
         if let Some(n) = settings.workers {
             server = server.workers(n.get());
         }

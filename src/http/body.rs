@@ -36,5 +36,19 @@ pub(super) async fn read_limited(
         }
         Ok(body.freeze())
     };
-    tokio::time::timeout(timeout, read).await.map_err(|_| WebhookError::BodyTimeout { after: timeout })?
+    let result = tokio::time::timeout(timeout, read).await.unwrap_or(Err(WebhookError::BodyTimeout { after: timeout }));
+    if result.is_err() {
+        hold_until_answered(payload);
+    }
+    result
+}
+
+/// Keeps an unfinished body's receiver alive while the refusal is sent. actix drains a dropped
+/// chunked body to its end to reuse the connection (200 MiB read for nothing, or forever for a
+/// stalled one); with the receiver still there it closes the connection after the answer.
+fn hold_until_answered(payload: web::Payload) {
+    actix_web::rt::spawn(async move {
+        actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+        drop(payload);
+    });
 }
