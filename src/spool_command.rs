@@ -57,6 +57,9 @@ pub fn render(checked: &Checked, mode: Mode) -> String {
     for loss in &scan.losses {
         out.push_str(&format!("lost        {loss}\n"));
     }
+    for (first, last) in &checked.known {
+        out.push_str(&format!("lost before sequences {first}-{last} (found and reported by an earlier start or repair)\n"));
+    }
     for q in &scan.quarantined {
         out.push_str(&format!("quarantined {}\n", q.display()));
     }

@@ -122,8 +122,7 @@ impl Batcher {
             }
         }
         // One at a time: a flush may divert refused rows into another pending file.
-        loop {
-            let Some(key) = self.buffers.first_key_value().map(|(k, _)| *k) else { break };
+        while let Some(key) = self.buffers.first_key_value().map(|(k, _)| *k) {
             self.flush(key, FlushReason::Shutdown).await?;
         }
         Ok(self.report)

@@ -285,7 +285,8 @@ impl Spool {
         let loaded = dedup_log.load(&mut dedup, cutoff).map_err(io(&dir.join("dedup")))?;
         crate::metrics::dedup_damaged(loaded.damaged as u64);
         let mut spooled_keys = Vec::new();
-        let scan = recovery::scan(&dir, checkpoint, Mode::Repair, |r| {
+        let known = state.state.lost.clone();
+        let scan = recovery::scan(&dir, checkpoint, &known, Mode::Repair, |r| {
             let secs = r.delivery.received_at.timestamp();
             if let (Some(key), true) = (r.delivery.event_key, secs >= cutoff) {
                 dedup.insert(key, Entry { accepted_secs: secs, batch: 0 });
@@ -296,6 +297,8 @@ impl Spool {
         dedup_log.append(&spooled_keys).and_then(|()| dedup_log.sync()).map_err(io(&dir.join("dedup")))?;
 
         metrics::records_lost(scan.lost());
+        let mut state = state;
+        remember_losses(&mut state, &scan)?;
         let next = scan.last.0 + 1;
         let mut segments: VecDeque<(u64, u64)> = scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
         let active = writer::Active::create(&dir, next).map_err(io(&segment::path(&dir, next)))?;
@@ -444,6 +447,7 @@ impl Spool {
                 let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.state.checkpoint = upto.0;
                 state.state.intents.retain(|i| i.last > upto.0);
+                state.state.lost.retain(|(_, last)| *last > upto.0);
                 state.save()?;
             }
             shared.acked.fetch_max(upto.0, Ordering::AcqRel);
@@ -580,6 +584,8 @@ pub struct Checked {
     pub scan: Scan,
     /// Set when the state file cannot be read (inspecting: repair would reset it).
     pub state_error: Option<String>,
+    /// Gaps lost and reported before (by an earlier start or repair).
+    pub known: Vec<(u64, u64)>,
 }
 
 /// Reads the spool in `dir` without starting it: `Mode::Inspect` changes nothing, `Mode::Repair`
@@ -592,9 +598,22 @@ pub fn check(dir: &Path, mode: Mode) -> Result<Checked, OpenError> {
         Err(OpenError::State(e)) if mode == Mode::Inspect => (None, Some(e.to_string())),
         Err(e) => return Err(e),
     };
-    let checkpoint = Seq(state.map_or(0, |s| s.state.checkpoint));
-    let scan = recovery::scan(dir, checkpoint, mode, |_| {})?;
-    Ok(Checked { checkpoint, scan, state_error })
+    let checkpoint = Seq(state.as_ref().map_or(0, |s| s.state.checkpoint));
+    let known = state.as_ref().map(|s| s.state.lost.clone()).unwrap_or_default();
+    let scan = recovery::scan(dir, checkpoint, &known, mode, |_| {})?;
+    if let (Some(mut state), Mode::Repair) = (state, mode) {
+        remember_losses(&mut state, &scan)?;
+    }
+    Ok(Checked { checkpoint, scan, state_error, known })
+}
+
+/// Records the losses recovery just reported, so later starts know those gaps.
+fn remember_losses(state: &mut StateFile, scan: &Scan) -> Result<(), StateError> {
+    if scan.losses.is_empty() {
+        return Ok(());
+    }
+    state.state.lost.extend(scan.losses.iter().map(|l| (l.first, l.last)));
+    state.save()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -110,8 +110,9 @@ impl Scan {
     }
 }
 
-/// Reads every segment in `dir`, calling `each` for every intact record.
-pub fn scan(dir: &Path, checkpoint: Seq, mode: Mode, mut each: impl FnMut(&Record)) -> Result<Scan, RecoveryError> {
+/// Reads every segment in `dir`, calling `each` for every intact record. Gaps inside the `known`
+/// ranges (lost and reported before) are not losses again.
+pub fn scan(dir: &Path, checkpoint: Seq, known: &[(u64, u64)], mode: Mode, mut each: impl FnMut(&Record)) -> Result<Scan, RecoveryError> {
     let io_at = |path: &Path| {
         let path = path.to_owned();
         move |source| RecoveryError::Io { path, source }
@@ -140,7 +141,9 @@ pub fn scan(dir: &Path, checkpoint: Seq, mode: Mode, mut each: impl FnMut(&Recor
                     Some(bad) => format!("damaged bytes {}..{} of {name}: {}", bad.start, bad.end, bad.reason),
                     None => cause_after.take().unwrap_or_else(|| format!("missing before {name}: a segment file was removed")),
                 };
-                scan.losses.push(Loss { first: high + 1, last: record.seq.0 - 1, cause });
+                for (first, last) in uncovered(high + 1, record.seq.0 - 1, known) {
+                    scan.losses.push(Loss { first, last, cause: cause.clone() });
+                }
             }
             high = high.max(record.seq.0);
             cause_after = None;
@@ -193,6 +196,30 @@ pub fn scan(dir: &Path, checkpoint: Seq, mode: Mode, mut each: impl FnMut(&Recor
         tracing::error!(first = loss.first, last = loss.last, records = loss.count(), cause = %loss.cause, "spool recovery: records lost to damage");
     }
     Ok(scan)
+}
+
+/// The parts of `[first, last]` outside every range in `known`.
+fn uncovered(first: u64, last: u64, known: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut parts = vec![(first, last)];
+    for &(a, b) in known {
+        parts = parts
+            .into_iter()
+            .flat_map(|(x, y)| {
+                if b < x || a > y {
+                    return vec![(x, y)];
+                }
+                let mut out = Vec::new();
+                if a > x {
+                    out.push((x, a - 1));
+                }
+                if b < y {
+                    out.push((b + 1, y));
+                }
+                out
+            })
+            .collect();
+    }
+    parts
 }
 
 /// One segment read through its damage.

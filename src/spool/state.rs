@@ -37,6 +37,10 @@ pub struct SpoolState {
     /// Every record at or below this is in the store.
     pub checkpoint: u64,
     pub intents: Vec<FlushIntent>,
+    /// Sequence ranges `[first, last]` above the checkpoint that recovery found lost and
+    /// reported: the gaps are known, so later starts neither report nor count them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<(u64, u64)>,
 }
 
 /// The state file could not be read or written.
@@ -81,7 +85,8 @@ impl StateFile {
             n += 1;
         }
         fs::rename(&path, &target).map_err(io_err)?;
-        let fresh = StateFile { path: path.clone(), dir: dir.to_owned(), state: SpoolState { checkpoint, intents: Vec::new() } };
+        let state = SpoolState { checkpoint, ..SpoolState::default() };
+        let fresh = StateFile { path: path.clone(), dir: dir.to_owned(), state };
         fresh.save()?;
         Ok(target)
     }

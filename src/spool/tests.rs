@@ -317,3 +317,18 @@ async fn a_damaged_state_file_is_reset_below_the_oldest_segment() {
     assert_eq!(recovered.checkpoint, Seq(0));
     assert!(dir.path().join("quarantine/checkpoint.json").exists());
 }
+
+#[tokio::test]
+async fn a_loss_is_reported_and_counted_once_not_at_every_start() {
+    let (dir, opts) = spool_of(30).await;
+    let segments = segment::list(dir.path()).unwrap();
+    fs::remove_file(&segments[1].1).unwrap();
+    let (_, first) = replay(&opts).await;
+    assert_eq!(first.losses.len(), 1);
+    let (seqs, again) = replay(&opts).await;
+    assert!(again.losses.is_empty(), "already known: {:?}", again.losses);
+    assert!(!seqs.is_empty());
+    let checked = check(dir.path(), Mode::Inspect).unwrap();
+    assert!(checked.scan.is_clean());
+    assert_eq!(checked.known, [(first.losses[0].first, first.losses[0].last)]);
+}

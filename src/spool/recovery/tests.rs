@@ -21,7 +21,7 @@ fn write(dir: &Path, seqs: std::ops::RangeInclusive<u64>) -> (PathBuf, Vec<u64>)
 
 fn run(dir: &Path, checkpoint: u64, mode: Mode) -> (Vec<u64>, Scan) {
     let mut seen = Vec::new();
-    let scan = scan(dir, Seq(checkpoint), mode, |r| seen.push(r.seq.0)).unwrap();
+    let scan = scan(dir, Seq(checkpoint), &[], mode, |r| seen.push(r.seq.0)).unwrap();
     (seen, scan)
 }
 
@@ -198,4 +198,18 @@ fn an_empty_spool_resumes_after_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (_, scan) = run(dir.path(), 41, Mode::Repair);
     assert_eq!(scan.last, Seq(41));
+}
+
+#[test]
+fn a_known_gap_is_not_a_loss_again() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 1..=10);
+    let (middle, _) = write(dir.path(), 11..=20);
+    write(dir.path(), 21..=25);
+    fs::remove_file(middle).unwrap();
+    let scan = scan(dir.path(), Seq(0), &[(11, 20)], Mode::Repair, |_| {}).unwrap();
+    assert!(scan.losses.is_empty(), "{:?}", scan.losses);
+    let partly = super::scan(dir.path(), Seq(0), &[(11, 14)], Mode::Repair, |_| {}).unwrap();
+    assert_eq!(partly.losses.iter().map(|l| (l.first, l.last)).collect::<Vec<_>>(), [(15, 20)]);
+    assert_eq!(uncovered(1, 10, &[(3, 4), (7, 7)]), [(1, 2), (5, 6), (8, 10)]);
 }
