@@ -67,13 +67,44 @@ impl Rng {
     }
 }
 
-const FIRST: [&str; 12] = ["Carrie", "Dmitri", "Aisha", "Jürgen", "Mei", "Lucas", "Priya", "Tomás", "Ngozi", "Olga", "Kenji", "Sofia"];
-const LAST: [&str; 12] = ["Customer", "Ivanov", "Khan", "Müller", "Chen", "Martin", "Patel", "García", "Okafor", "Nowak", "Sato", "Rossi"];
+const FIRST: [&str; 12] =
+    ["Carrie", "Dmitri", "Aisha", "Jürgen", "Mei", "Lucas", "Priya", "Tomás", "Ngozi", "Olga", "Kenji", "Sofia"];
+const LAST: [&str; 12] =
+    ["Customer", "Ivanov", "Khan", "Müller", "Chen", "Martin", "Patel", "García", "Okafor", "Nowak", "Sato", "Rossi"];
 const DOMAINS: [&str; 6] = ["example.org", "acme.io", "contoso.com", "globex.net", "initech.co", "umbrella.de"];
 const WORDS: [&str; 32] = [
-    "we", "are", "evaluating", "your", "pricing", "for", "a", "team", "of", "forty", "seats", "and", "need", "SSO",
-    "integration", "with", "Salesforce", "before", "next", "quarter", "please", "send", "the", "security", "review",
-    "documents", "ahead", "call", "budget", "approved", "migration", "timeline",
+    "we",
+    "are",
+    "evaluating",
+    "your",
+    "pricing",
+    "for",
+    "a",
+    "team",
+    "of",
+    "forty",
+    "seats",
+    "and",
+    "need",
+    "SSO",
+    "integration",
+    "with",
+    "Salesforce",
+    "before",
+    "next",
+    "quarter",
+    "please",
+    "send",
+    "the",
+    "security",
+    "review",
+    "documents",
+    "ahead",
+    "call",
+    "budget",
+    "approved",
+    "migration",
+    "timeline",
 ];
 
 fn sentence(rng: &mut Rng, words: u64) -> String {

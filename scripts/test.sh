@@ -18,6 +18,10 @@ fi
 
 bash scripts/duckdb-venv.sh
 
+echo "== checking format and lints"
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+
 echo "== building"
 cargo build --tests --bins --examples --locked
 

@@ -60,11 +60,15 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         None => None,
     };
     match &client {
-        Some(client) => report.line("api key", match client.check_key().await {
-            Ok(message) => Outcome::Ok(message),
-            Err(e) => Outcome::Fail(e.to_string()),
-        }),
-        None => report.line("api key", Outcome::Skip("no --api-key: the subscription is managed outside oncehub-bridge".into())),
+        Some(client) => report.line(
+            "api key",
+            match client.check_key().await {
+                Ok(message) => Outcome::Ok(message),
+                Err(e) => Outcome::Fail(e.to_string()),
+            },
+        ),
+        None => report
+            .line("api key", Outcome::Skip("no --api-key: the subscription is managed outside oncehub-bridge".into())),
     }
     report.line("subscription", subscription(&settings, client.as_ref()).await);
     let store = open_store(&settings.storage)?;
@@ -96,7 +100,10 @@ async fn subscription(settings: &ServeSettings, client: Option<&OnceHubClient>) 
     };
     let want = &sub.desired;
     let Some(hook) = hooks.iter().find(|w| w.url == want.url) else {
-        return Outcome::Fail(format!("no subscription posts to {}; start `serve` with --api-key, or run `oncehub-bridge register --url {}`", want.url, want.url));
+        return Outcome::Fail(format!(
+            "no subscription posts to {}; start `serve` with --api-key, or run `oncehub-bridge register --url {}`",
+            want.url, want.url
+        ));
     };
     let mut events = hook.events.clone();
     events.sort();
@@ -106,7 +113,9 @@ async fn subscription(settings: &ServeSettings, client: Option<&OnceHubClient>) 
         let extra: Vec<&str> = events.iter().filter(|e| !want.events.contains(e)).map(String::as_str).collect();
         return Outcome::Fail(format!(
             "{} has other events (missing: {}; extra: {}); restart `serve` and it is replaced",
-            hook.id, list_or_none(&missing), list_or_none(&extra)
+            hook.id,
+            list_or_none(&missing),
+            list_or_none(&extra)
         ));
     }
     match SubscriptionState::load(&SubscriptionState::path(&settings.data_dir)) {
@@ -115,7 +124,8 @@ async fn subscription(settings: &ServeSettings, client: Option<&OnceHubClient>) 
         }
         Ok(_) => Outcome::Fail(format!(
             "{} is in place but its secret is not kept in {}; restart `serve` and it is replaced",
-            hook.id, settings.data_dir.display()
+            hook.id,
+            settings.data_dir.display()
         )),
         Err(e) => Outcome::Fail(e.to_string()),
     }
@@ -133,8 +143,14 @@ async fn storage(store: &dyn ObjectStore, settings: &ServeSettings) -> Outcome {
     };
     match tokio::time::timeout(Duration::from_secs(30), result).await {
         Ok(Ok(())) => Outcome::Ok(format!("wrote and deleted a probe object in {}", settings.storage)),
-        Ok(Err(e)) => Outcome::Fail(format!("cannot write to {}: {e}; check the bucket and the AWS_* (or GOOGLE_*/AZURE_*) credentials", settings.storage)),
-        Err(_) => Outcome::Fail(format!("{} did not answer within 30 s; check AWS_ENDPOINT_URL and the network", settings.storage)),
+        Ok(Err(e)) => Outcome::Fail(format!(
+            "cannot write to {}: {e}; check the bucket and the AWS_* (or GOOGLE_*/AZURE_*) credentials",
+            settings.storage
+        )),
+        Err(_) => Outcome::Fail(format!(
+            "{} did not answer within 30 s; check AWS_ENDPOINT_URL and the network",
+            settings.storage
+        )),
     }
 }
 
@@ -153,7 +169,9 @@ async fn receiver_answers(base: &str) -> Outcome {
     match reqwest::Client::new().get(&url).timeout(Duration::from_secs(10)).send().await {
         Ok(r) if r.status().is_success() => Outcome::Ok(format!("{url} answered {}", r.status().as_u16())),
         Ok(r) => Outcome::Fail(format!("{url} answered {}; is this oncehub-bridge?", r.status().as_u16())),
-        Err(_) => Outcome::Fail(format!("nothing answers at {url}; start `oncehub-bridge serve`, or pass --receiver-url")),
+        Err(_) => {
+            Outcome::Fail(format!("nothing answers at {url}; start `oncehub-bridge serve`, or pass --receiver-url"))
+        }
     }
 }
 
@@ -190,7 +208,9 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
     match sent {
         Ok(r) if r.status().is_success() => {}
         Ok(r) if r.status().as_u16() == 401 => {
-            return Outcome::Fail(format!("{url} refused the probe's signature (401): `check` and `serve` use different secrets or data dirs"));
+            return Outcome::Fail(format!(
+                "{url} refused the probe's signature (401): `check` and `serve` use different secrets or data dirs"
+            ));
         }
         Ok(r) => return Outcome::Fail(format!("{url} answered {} to the probe", r.status().as_u16())),
         Err(e) => return Outcome::Fail(format!("cannot post the probe to {url}: {e}")),
@@ -200,13 +220,17 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
     loop {
         match find(store, &partition, &id, now - chrono::Duration::minutes(5)).await {
             Ok(true) => {
-                return Outcome::Ok(format!("a signed probe delivery was in the lake {:.1} s after its 2xx", accepted.elapsed().as_secs_f64()));
+                return Outcome::Ok(format!(
+                    "a signed probe delivery was in the lake {:.1} s after its 2xx",
+                    accepted.elapsed().as_secs_f64()
+                ));
             }
             Ok(false) if accepted.elapsed() < timeout => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(false) => {
                 return Outcome::Fail(format!(
                     "the probe was accepted but not in {}/{partition} after {} s; is the store reachable from `serve` (its log says)?",
-                    settings.storage, timeout.as_secs()
+                    settings.storage,
+                    timeout.as_secs()
                 ));
             }
             Err(e) => return Outcome::Fail(format!("cannot read the lake: {e}")),
@@ -216,7 +240,12 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
 
 /// Whether some Parquet file under `partition` written since `since` holds a row with `event_id`
 /// (`since` is a few minutes before the probe: the store's clock need not match ours).
-async fn find(store: &dyn ObjectStore, partition: &str, event_id: &str, since: chrono::DateTime<Utc>) -> anyhow::Result<bool> {
+async fn find(
+    store: &dyn ObjectStore,
+    partition: &str,
+    event_id: &str,
+    since: chrono::DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let objects: Vec<_> = store.list(Some(&StorePath::from(partition))).try_collect().await?;
     let fresh = objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet") && o.last_modified >= since);
     for object in fresh {

@@ -26,13 +26,23 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     match &ensured.action {
         Action::Reused => println!("already registered: {} -> {} ({} events)", state.id, state.url, state.events.len()),
         Action::Created { deleted } => {
-            println!("registered {} -> {} ({} events: {})", state.id, state.url, state.events.len(), state.events.join(","));
+            println!(
+                "registered {} -> {} ({} events: {})",
+                state.id,
+                state.url,
+                state.events.len(),
+                state.events.join(",")
+            );
             for id in deleted {
                 println!("deleted {id} (replaced)");
             }
         }
     }
-    println!("secret kept in {} (mode 0600); `serve --data-dir {}` verifies with it", path.display(), args.data_dir.display());
+    println!(
+        "secret kept in {} (mode 0600); `serve --data-dir {}` verifies with it",
+        path.display(),
+        args.data_dir.display()
+    );
     if args.show_secret
         && let Some(secret) = state.secret()
     {
@@ -50,10 +60,19 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     }
     let rows: Vec<[String; 5]> = hooks
         .iter()
-        .map(|w| [w.id.clone(), w.name.clone(), w.url.clone(), w.events.join(","), w.creation_time.clone().unwrap_or_default()])
+        .map(|w| {
+            [
+                w.id.clone(),
+                w.name.clone(),
+                w.url.clone(),
+                w.events.join(","),
+                w.creation_time.clone().unwrap_or_default(),
+            ]
+        })
         .collect();
     let header = ["ID", "NAME", "URL", "EVENTS", "CREATED"].map(str::to_owned);
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..5).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     for row in [&header].into_iter().chain(rows.iter()) {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());

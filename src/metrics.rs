@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::event::Trigger;
@@ -57,9 +59,11 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         describe();
         let upkeep = handle.clone();
-        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
-            std::thread::sleep(UPKEEP_EVERY);
-            upkeep.run_upkeep();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
         });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms drain on scrape only");
@@ -83,9 +87,18 @@ fn describe() {
     describe_counter!(STORE_RETRIES, "Store writes retried after a failure.");
     describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
     describe_counter!(ENCODE_ERRORS, "Events whose row did not fit their table, kept in dead_letter as encode_error.");
-    describe_counter!(RECORDS_LOST, "Acknowledged spool records found damaged or missing at start-up (their sequence numbers are logged).");
-    describe_counter!(DEDUP_DAMAGED, "Damaged dedup index entries skipped at start-up: redeliveries of those ids are stored again.");
-    describe_counter!(SPOOL_STATE_ERRORS, "Failed writes of the spool checkpoint or a flush intent (retried; disk full, usually).");
+    describe_counter!(
+        RECORDS_LOST,
+        "Acknowledged spool records found damaged or missing at start-up (their sequence numbers are logged)."
+    );
+    describe_counter!(
+        DEDUP_DAMAGED,
+        "Damaged dedup index entries skipped at start-up: redeliveries of those ids are stored again."
+    );
+    describe_counter!(
+        SPOOL_STATE_ERRORS,
+        "Failed writes of the spool checkpoint or a flush intent (retried; disk full, usually)."
+    );
 }
 
 /// An event's row did not fit its table and went to dead_letter.
@@ -192,10 +205,18 @@ mod tests {
         delivery_received(Trigger::parse("made.up.type"), Duration::from_millis(3));
         delivery_rejected("invalid_signature");
         let now = Utc::now();
-        file_written("bookings", "age", 1234, &[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)]);
+        file_written(
+            "bookings",
+            "age",
+            1234,
+            &[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)],
+        );
         h.run_upkeep();
         let text = h.render();
-        assert!(text.contains(r#"oncehub_bridge_deliveries_received_total{event_type="booking.scheduled"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"oncehub_bridge_deliveries_received_total{event_type="booking.scheduled"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"oncehub_bridge_deliveries_received_total{event_type="other"} 1"#), "{text}");
         assert!(!text.contains("made.up.type"), "{text}");
         assert!(text.contains(r#"oncehub_bridge_deliveries_rejected_total{reason="invalid_signature"} 1"#), "{text}");

@@ -37,11 +37,7 @@ pub fn event(event_type: &str, id: &str, variant: usize, now: DateTime<Utc>) -> 
 pub fn all_events(tag: &str, now: DateTime<Utc>) -> Vec<Value> {
     let bookings = BOOKING_TRIGGERS.iter().flat_map(|t| (0..BOOKING_VARIANTS).map(move |v| (*t, v)));
     let conversations = CONVERSATION_TRIGGERS.iter().flat_map(|t| (0..CONVERSATION_VARIANTS).map(move |v| (*t, v)));
-    bookings
-        .chain(conversations)
-        .enumerate()
-        .map(|(n, (t, v))| event(t, &format!("EVNT-{tag}-{n}"), v, now))
-        .collect()
+    bookings.chain(conversations).enumerate().map(|(n, (t, v))| event(t, &format!("EVNT-{tag}-{n}"), v, now)).collect()
 }
 
 fn status_of(event_type: &str) -> &'static str {
@@ -173,7 +169,8 @@ mod tests {
         for e in &events {
             let body = serde_json::to_vec(e).unwrap();
             let Parsed::Event(parsed) = Event::parse(&body) else { panic!("sample is not an event") };
-            let expected = if parsed.event_type.starts_with("booking.") { Table::Bookings } else { Table::Conversations };
+            let expected =
+                if parsed.event_type.starts_with("booking.") { Table::Bookings } else { Table::Conversations };
             assert_eq!(parsed.table, expected);
         }
         let types: std::collections::HashSet<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();

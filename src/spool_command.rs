@@ -43,12 +43,14 @@ pub fn render(checked: &Checked, mode: Mode) -> String {
     let scan = &checked.scan;
     match &checked.state_error {
         Some(e) => out.push_str(&format!("state       DAMAGED: {e} (repair resets it below the oldest segment)\n")),
-        None => out.push_str(&format!("checkpoint  {} (every record at or below it is in the store)\n", checked.checkpoint.0)),
+        None => out
+            .push_str(&format!("checkpoint  {} (every record at or below it is in the store)\n", checked.checkpoint.0)),
     }
     for r in &scan.reports {
         let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let seqs = r.seqs.map_or("no records".to_owned(), |(a, b)| format!("sequences {a}-{b}"));
-        let status = if r.bad.is_empty() { "ok".to_owned() } else { r.action.clone().unwrap_or_else(|| "damaged".into()) };
+        let status =
+            if r.bad.is_empty() { "ok".to_owned() } else { r.action.clone().unwrap_or_else(|| "damaged".into()) };
         out.push_str(&format!("segment     {name}  {} records, {seqs}  {status}\n", r.records));
         for bad in &r.bad {
             out.push_str(&format!("  bad bytes {}..{}: {}\n", bad.start, bad.end, bad.reason));
@@ -58,7 +60,9 @@ pub fn render(checked: &Checked, mode: Mode) -> String {
         out.push_str(&format!("lost        {loss}\n"));
     }
     for (first, last) in &checked.known {
-        out.push_str(&format!("lost before sequences {first}-{last} (found and reported by an earlier start or repair)\n"));
+        out.push_str(&format!(
+            "lost before sequences {first}-{last} (found and reported by an earlier start or repair)\n"
+        ));
     }
     for q in &scan.quarantined {
         out.push_str(&format!("quarantined {}\n", q.display()));

@@ -18,12 +18,12 @@ use crate::batcher::{Batcher, BatcherError, BatcherReport};
 use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
 use crate::http::{self, AdminState, WebhookState, signature::Verifier};
 use crate::metrics;
-use crate::tls;
 use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
 use crate::sink::{StoreError, Uploader, WriterId, open_store};
 use crate::spool::{OpenError, Spool};
+use crate::tls;
 
 /// How long start-up waits for the replay before serving anyway. The replay only stalls when the
 /// store is down and the backlog exceeds one file; new deliveries then queue behind it on disk.
@@ -78,7 +78,8 @@ impl Application {
         // Files first: a bad certificate stops the start before anything else happens.
         let tls_config = settings.tls.as_ref().map(tls::server_config).transpose()?;
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let store = open_store(&settings.storage)?;
         metrics::handle();
         let catalog = Arc::new(Catalog::load()?);
@@ -116,8 +117,15 @@ impl Application {
             })
             .await;
             match done {
-                Ok(()) => tracing::info!(records = to_replay, elapsed_ms = started.elapsed().as_millis() as u64, "replayed the spool into the batcher"),
-                Err(_) => tracing::warn!(records = to_replay, "the replay is still running (is the store down?); serving anyway, new deliveries queue behind it on disk"),
+                Ok(()) => tracing::info!(
+                    records = to_replay,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "replayed the spool into the batcher"
+                ),
+                Err(_) => tracing::warn!(
+                    records = to_replay,
+                    "the replay is still running (is the store down?); serving anyway, new deliveries queue behind it on disk"
+                ),
             }
         }
 
@@ -135,12 +143,14 @@ impl Application {
                 let listener = bind(addr)?;
                 let port = listener.local_addr().map_err(StartupError::Server)?.port();
                 let admin = admin.clone();
-                let server = HttpServer::new(move || App::new().configure(|cfg| http::configure_admin(cfg, admin.clone(), true)))
-                    .disable_signals()
-                    .workers(1)
-                    .listen(listener)
-                    .map_err(StartupError::Server)?
-                    .run();
+                let server = HttpServer::new(move || {
+                    App::new().configure(|cfg| http::configure_admin(cfg, admin.clone(), true))
+                })
+                .disable_signals()
+                .workers(1)
+                .listen(listener)
+                .map_err(StartupError::Server)?
+                .run();
                 (Some(server), Some(port))
             }
             None => (None, None),
@@ -173,7 +183,16 @@ impl Application {
             secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", http::WEBHOOK_PATH
         );
         let admin = admin_server.map(|server| (server.handle(), tokio::spawn(server)));
-        Ok(Application { port, admin_port, server, admin, spool, batcher, abort, shutdown_timeout: settings.shutdown_timeout })
+        Ok(Application {
+            port,
+            admin_port,
+            server,
+            admin,
+            spool,
+            batcher,
+            abort,
+            shutdown_timeout: settings.shutdown_timeout,
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -227,7 +246,9 @@ impl Application {
         let _ = tokio::task::spawn_blocking(move || spool.close_and_join()).await;
         let stats = self.spool.stats();
         tracing::info!(
-            records = stats.records, fsyncs = stats.fsyncs, duplicates = stats.duplicates,
+            records = stats.records,
+            fsyncs = stats.fsyncs,
+            duplicates = stats.duplicates,
             records_per_fsync = format!("{:.1}", stats.records as f64 / stats.fsyncs.max(1) as f64),
             "spool closed"
         );
@@ -265,7 +286,12 @@ async fn subscribe(
         SecretSource::LocalFile => Vec::new(),
     };
     secrets.extend(ensured.state.secret());
-    let expiring = ensured.state.previous_secrets(chrono::Utc::now()).into_iter().map(|(s, until)| (s, until.timestamp())).collect();
+    let expiring = ensured
+        .state
+        .previous_secrets(chrono::Utc::now())
+        .into_iter()
+        .map(|(s, until)| (s, until.timestamp()))
+        .collect();
     Ok((secrets, expiring, Arc::new(SubscriptionWatch::new(client, ensured.state.id.clone()))))
 }
 
@@ -282,7 +308,9 @@ fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, Start
             }
             tracing::info!(
                 "send a signed test delivery with: oncehub-bridge send-test-event --all --url http://{}{} --data-dir {}",
-                settings.listen, http::WEBHOOK_PATH, settings.data_dir.display()
+                settings.listen,
+                http::WEBHOOK_PATH,
+                settings.data_dir.display()
             );
             Ok(vec![secret])
         }

@@ -32,10 +32,8 @@ pub fn init(format: Option<LogFormat>) {
     // A log line that cannot be written (stderr closed: `serve 2>&1 | head`) is dropped. The
     // subscriber's own report of that failure would go to the same closed stderr through
     // `eprintln!`, which panics: it is turned off.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     let _ = match format.unwrap_or_else(LogFormat::for_stderr) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),

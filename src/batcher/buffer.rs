@@ -111,7 +111,13 @@ impl TableBuffer {
 
     /// Adds a row that passed the fit check; `body` is the delivery (its length the size
     /// estimate). Returns the rows of the chunk this push completed that Arrow refused.
-    pub fn push(&mut self, seq: Seq, row: Value, body: &Bytes, received_at: DateTime<Utc>) -> Result<Vec<Rejected>, BufferError> {
+    pub fn push(
+        &mut self,
+        seq: Seq,
+        row: Value,
+        body: &Bytes,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Rejected>, BufferError> {
         self.chunk.push(row);
         self.origins.push(Origin { seq, body: body.clone(), received_at });
         self.rows += 1;
@@ -139,7 +145,9 @@ impl TableBuffer {
                 self.received_at.extend(origins.iter().map(|o| o.received_at));
                 return Ok(Vec::new());
             }
-            Err(e) => tracing::error!(error = %e, rows = rows.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one"),
+            Err(e) => {
+                tracing::error!(error = %e, rows = rows.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one")
+            }
         }
         let mut rejected = Vec::new();
         for (row, origin) in rows.iter().zip(origins) {
@@ -208,10 +216,15 @@ mod tests {
         let mut buf = TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now()).unwrap();
         let n = CHUNK_ROWS * 2 + 3;
         for i in 0..n {
-            let body = format!(r#"{{"id":"E{i}","type":"booking.scheduled","data":{{"object":"booking","duration_minutes":{i}}}}}"#);
+            let body = format!(
+                r#"{{"id":"E{i}","type":"booking.scheduled","data":{{"object":"booking","duration_minutes":{i}}}}}"#
+            );
             let json: Value = serde_json::from_str(&body).unwrap();
-            let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            let rejected = buf.push(Seq(i as u64 + 1), build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now()).unwrap();
+            let input =
+                RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
+            let rejected = buf
+                .push(Seq(i as u64 + 1), build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now())
+                .unwrap();
             assert!(rejected.is_empty());
         }
         assert!(buf.bytes() > 0);
@@ -231,8 +244,11 @@ mod tests {
             let ty = if i == 3 { "" } else { "booking.scheduled" };
             let body = format!(r#"{{"id":"E{i}","type":"{ty}","data":{{"object":"booking"}}}}"#);
             let json: Value = serde_json::from_str(&body).unwrap();
-            let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            assert!(buf.push(Seq(i), build_row(schema, &input), &Bytes::from(body), chrono::Utc::now()).unwrap().is_empty());
+            let input =
+                RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
+            assert!(
+                buf.push(Seq(i), build_row(schema, &input), &Bytes::from(body), chrono::Utc::now()).unwrap().is_empty()
+            );
         }
         let file = buf.finish().unwrap();
         assert_eq!(file.rows, 4);

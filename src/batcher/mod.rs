@@ -32,8 +32,8 @@ use self::buffer::TableBuffer;
 use crate::event::{DeadReason, Event, Parsed, RowInput, build_row, fit};
 use crate::metrics;
 use crate::schema::{Catalog, Table};
-use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::sink::upload::UploadAborted;
+use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::spool::{Delivery, FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
 
 /// The batcher stopped without flushing everything.
@@ -162,8 +162,20 @@ impl Batcher {
     }
 
     /// A dead-letter row for a delivery whose row could not be encoded.
-    fn encode_error(&self, seq: Seq, json: Option<&Value>, body: &[u8], received_at: DateTime<Utc>, error: &str) -> (Table, NaiveDate, Value) {
-        tracing::warn!(seq = seq.0, reason = DeadReason::EncodeError.code(), error, "a delivery's row does not fit its table; kept in dead_letter");
+    fn encode_error(
+        &self,
+        seq: Seq,
+        json: Option<&Value>,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        error: &str,
+    ) -> (Table, NaiveDate, Value) {
+        tracing::warn!(
+            seq = seq.0,
+            reason = DeadReason::EncodeError.code(),
+            error,
+            "a delivery's row does not fit its table; kept in dead_letter"
+        );
         metrics::encode_error();
         let input = RowInput { json, body, received_at, dead: Some((DeadReason::EncodeError.code(), error)) };
         (Table::DeadLetter, received_at.date_naive(), build_row(self.catalog.table(Table::DeadLetter), &input))
@@ -191,7 +203,12 @@ impl Batcher {
                 let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
                     Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),
                     Some(intent) => {
-                        tracing::warn!(partition, first = intent.first, seq = seq.0, "replay does not start where the recorded file did; writing a new file");
+                        tracing::warn!(
+                            partition,
+                            first = intent.first,
+                            seq = seq.0,
+                            "replay does not start where the recorded file did; writing a new file"
+                        );
                         fresh
                     }
                     None => fresh,
@@ -244,7 +261,11 @@ impl Batcher {
             if buffer.replay_end().is_some() {
                 tracing::warn!(table = table.name(), dt = %dt, "a replayed file ended early; writing it under a new name");
             }
-            let intent = FlushIntent { partition: ObjectKey::partition(table, dt), first: buffer.first().0, last: buffer.last().0 };
+            let intent = FlushIntent {
+                partition: ObjectKey::partition(table, dt),
+                first: buffer.first().0,
+                last: buffer.last().0,
+            };
             let spool = self.spool.clone();
             until_saved("flush intent", &self.abort, || spool.record_intent(intent.clone())).await?;
         }

@@ -110,7 +110,11 @@ pub fn parse(argv: Vec<OsString>) -> Result<Layered, LayerError> {
         let long = arg.get_long().unwrap_or_default();
         let flags = to_flags(long, value, arg.get_action().takes_values())
             .ok_or_else(|| LayerError::Shape { path: file.clone(), key: key.clone() })?;
-        check_one(&argv, &flags).map_err(|message| LayerError::Invalid { path: file.clone(), key: key.clone(), message })?;
+        check_one(&argv, &flags).map_err(|message| LayerError::Invalid {
+            path: file.clone(),
+            key: key.clone(),
+            message,
+        })?;
         secrets_in_file |= arg.is_hide_env_values_set();
         extra.extend(flags);
         from_file.insert(id);
@@ -142,7 +146,8 @@ fn read(file: &Path) -> Result<toml::Table, LayerError> {
 
 fn unknown_key(file: &Path, key: &str, command: &clap::Command) -> LayerError {
     let known: Vec<&str> = command.get_arguments().filter(|a| is_setting(a)).map(|a| a.get_id().as_str()).collect();
-    let closest = known.iter().map(|k| (strsim::jaro_winkler(k, &key.replace('-', "_")), *k)).max_by(|a, b| a.0.total_cmp(&b.0));
+    let closest =
+        known.iter().map(|k| (strsim::jaro_winkler(k, &key.replace('-', "_")), *k)).max_by(|a, b| a.0.total_cmp(&b.0));
     let hint = match closest {
         Some((score, k)) if score > 0.85 => format!(" (did you mean `{k}`?)"),
         _ => String::new(),
@@ -209,7 +214,10 @@ mod tests {
     fn values_become_the_flags_a_user_would_type() {
         assert_eq!(flags("30s".into(), true), Some(vec!["--x=30s".into()]));
         assert_eq!(flags(5000.into(), true), Some(vec!["--x=5000".into()]));
-        assert_eq!(flags(toml::Value::Array(vec!["a".into(), "b".into()]), true), Some(vec!["--x=a".into(), "--x=b".into()]));
+        assert_eq!(
+            flags(toml::Value::Array(vec!["a".into(), "b".into()]), true),
+            Some(vec!["--x=a".into(), "--x=b".into()])
+        );
         assert_eq!(flags(true.into(), false), Some(vec!["--x".into()]));
         assert_eq!(flags(false.into(), false), Some(vec![]));
         assert_eq!(flags("yes".into(), false), None, "a switch takes a boolean");
@@ -219,7 +227,8 @@ mod tests {
 
     #[test]
     fn without_a_config_file_nothing_is_layered() {
-        let layered = parse(["oncehub-bridge", "serve", "--listen", "127.0.0.1:1"].map(OsString::from).to_vec()).unwrap();
+        let layered =
+            parse(["oncehub-bridge", "serve", "--listen", "127.0.0.1:1"].map(OsString::from).to_vec()).unwrap();
         assert_eq!(layered.provenance.source("listen"), "flag");
         assert_eq!(layered.provenance.source("data_dir"), "default");
         assert!(layered.provenance.file.is_none() && layered.warnings.is_empty());

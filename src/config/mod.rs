@@ -32,7 +32,9 @@ pub enum ConfigError {
     ZeroFlushInterval,
     #[error("cannot determine the current directory: {0}")]
     Cwd(std::io::Error),
-    #[error("--api-key / ONCEHUB_API_KEY is set but --public-url / ONCEHUB_BRIDGE_PUBLIC_URL is not: set it to the https address OnceHub reaches this service at, or unset the key to manage the subscription yourself")]
+    #[error(
+        "--api-key / ONCEHUB_API_KEY is set but --public-url / ONCEHUB_BRIDGE_PUBLIC_URL is not: set it to the https address OnceHub reaches this service at, or unset the key to manage the subscription yourself"
+    )]
     PublicUrlMissing,
     #[error("--public-url / --events: {0}")]
     Subscription(#[from] SubscriptionError),
@@ -51,7 +53,8 @@ impl ApiSettings {
     /// `None` without a key (blank counts as none).
     pub fn from_args(args: &ApiArgs) -> Result<Option<ApiSettings>, ConfigError> {
         let Some(key) = args.api_key.as_deref().and_then(ApiKey::parse) else { return Ok(None) };
-        let base = Url::parse(args.api_base_url.trim()).map_err(|e| ConfigError::ApiBaseUrl(format!("{}: {e}", args.api_base_url)))?;
+        let base = Url::parse(args.api_base_url.trim())
+            .map_err(|e| ConfigError::ApiBaseUrl(format!("{}: {e}", args.api_base_url)))?;
         if !matches!(base.scheme(), "https" | "http") {
             return Err(ConfigError::ApiBaseUrl(format!("{} is not an http(s) URL", args.api_base_url)));
         }
@@ -225,7 +228,9 @@ mod tests {
         assert!(e.contains("--public-url") && !e.contains("k-SECRET"), "{e}");
         let e = settings(&["--api-key", "k", "--public-url", "http://h.example.com"]).unwrap_err().to_string();
         assert!(e.contains("https"), "{e}");
-        let e = settings(&["--api-key", "k", "--public-url", "https://h", "--events", "booking.scheduled,booking.nope"]).unwrap_err();
+        let e =
+            settings(&["--api-key", "k", "--public-url", "https://h", "--events", "booking.scheduled,booking.nope"])
+                .unwrap_err();
         assert!(e.to_string().contains("booking.nope"));
         let s = settings(&["--api-key", "k", "--public-url", "https://h.example.com/"]).unwrap().subscription.unwrap();
         assert_eq!(s.desired.url, "https://h.example.com/webhooks/oncehub");

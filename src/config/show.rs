@@ -39,7 +39,9 @@ pub fn render(layered: &Provenance, command: &clap::Command) -> String {
         let line = match (values.as_slice(), secret) {
             ([], _) => format!("# {id} is not set"),
             (v, true) if v.iter().all(|s| s.trim().is_empty()) => format!("# {id} is empty  # {source}"),
-            (v, true) => format!("# {id} = <redacted: {} value{}>  # {source}", v.len(), if v.len() == 1 { "" } else { "s" }),
+            (v, true) => {
+                format!("# {id} = <redacted: {} value{}>  # {source}", v.len(), if v.len() == 1 { "" } else { "s" })
+            }
             ([one], false) if !is_list(arg) => {
                 format!("{id} = {}  # {source}", toml::Value::String(one.clone()))
             }

@@ -51,7 +51,9 @@ pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
         },
         ColumnType::Json => Value::String(value.to_string()),
         ColumnType::Int64 => match value {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+            Value::Number(n) => {
+                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+            }
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
@@ -68,10 +70,9 @@ pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
             Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
             _ => Value::Null,
         },
-        ColumnType::Timestamp => value
-            .as_str()
-            .and_then(parse_timestamp)
-            .map_or(Value::Null, |t| Value::from(t.timestamp_micros())),
+        ColumnType::Timestamp => {
+            value.as_str().and_then(parse_timestamp).map_or(Value::Null, |t| Value::from(t.timestamp_micros()))
+        }
         // Binary only comes from receive metadata, already hex text.
         ColumnType::Binary => value.as_str().map_or(Value::Null, |s| Value::String(s.to_owned())),
         ColumnType::Struct(fields) => match value {

@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn owner_as_string_or_object_gives_owner_id() {
-        let s = row(Table::Bookings, r#"{"id":"E1","type":"booking.scheduled","data":{"object":"booking","owner":"USR-1"}}"#);
+        let s = row(
+            Table::Bookings,
+            r#"{"id":"E1","type":"booking.scheduled","data":{"object":"booking","owner":"USR-1"}}"#,
+        );
         assert_eq!(s["owner_id"], json!("USR-1"));
         assert_eq!(s["owner"], Value::Null);
         let o = row(
@@ -112,7 +115,10 @@ mod tests {
             r#"{"id":"E4","type":"booking.scheduled","data":{"object":"booking","booking_calendar":{"id":"BKC-03WJV0R52Z","object":"booking_calendar","name":"Sales","published":true}}}"#,
         );
         assert_eq!(b["booking_calendar_id"], json!("BKC-03WJV0R52Z"));
-        let s = row(Table::Bookings, r#"{"id":"E5","type":"booking.scheduled","data":{"object":"booking","booking_calendar":"BKC-1"}}"#);
+        let s = row(
+            Table::Bookings,
+            r#"{"id":"E5","type":"booking.scheduled","data":{"object":"booking","booking_calendar":"BKC-1"}}"#,
+        );
         assert_eq!(s["booking_calendar_id"], json!("BKC-1"));
         let c = row(
             Table::Conversations,

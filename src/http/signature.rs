@@ -76,7 +76,10 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("secrets", &self.keys.len()).field("tolerance_secs", &self.tolerance_secs).finish()
+        f.debug_struct("Verifier")
+            .field("secrets", &self.keys.len())
+            .field("tolerance_secs", &self.tolerance_secs)
+            .finish()
     }
 }
 
@@ -88,7 +91,11 @@ impl Verifier {
 
     /// As [`Self::new`], plus secrets accepted only until a unix time (a replaced subscription's,
     /// during its grace period).
-    pub fn with_expiring(secrets: &[WebhookSecret], expiring: &[(WebhookSecret, i64)], tolerance_secs: u64) -> Verifier {
+    pub fn with_expiring(
+        secrets: &[WebhookSecret],
+        expiring: &[(WebhookSecret, i64)],
+        tolerance_secs: u64,
+    ) -> Verifier {
         let keys = secrets
             .iter()
             .map(|s| (keyed(s), None))

@@ -150,7 +150,8 @@ impl OnceHubClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ApiError::new(ApiErrorKind::Transport, transport_reason(&e)))?;
+        let response =
+            request.send().await.map_err(|e| ApiError::new(ApiErrorKind::Transport, transport_reason(&e)))?;
         let status = response.status();
         let request_id = response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = response.bytes().await.map_err(|e| ApiError::new(ApiErrorKind::Transport, transport_reason(&e)))?;
@@ -158,7 +159,11 @@ impl OnceHubClient {
             return Ok(bytes);
         }
         let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-        let message = if parsed.message.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { parsed.message };
+        let message = if parsed.message.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            parsed.message
+        };
         Err(ApiError { kind: kind_of(status), status: Some(status.as_u16()), message, param: parsed.param, request_id })
     }
 

@@ -48,7 +48,9 @@ impl ApiError {
             ApiErrorKind::Unauthorized => "check --api-key / ONCEHUB_API_KEY (OnceHub: Settings > API & webhooks)",
             ApiErrorKind::Forbidden => "this OnceHub plan has no API access; API access needs an Enterprise plan",
             ApiErrorKind::NotFound => "it may have been deleted already; `oncehub-bridge list` shows what exists",
-            ApiErrorKind::Conflict => "choose another name (--name / --subscription-name) or unregister the existing one",
+            ApiErrorKind::Conflict => {
+                "choose another name (--name / --subscription-name) or unregister the existing one"
+            }
             ApiErrorKind::Invalid => "fix the value named above",
             ApiErrorKind::RateLimited => "the account's limit is 5 requests/s; try again in a minute",
             ApiErrorKind::Server => "OnceHub is having trouble; try again later",
@@ -92,6 +94,12 @@ mod tests {
         };
         let text = e.to_string();
         assert_eq!(text.lines().count(), 1);
-        assert!(text.contains("409") && text.contains("`name`") && text.contains("req_123") && text.contains("another name"), "{text}");
+        assert!(
+            text.contains("409")
+                && text.contains("`name`")
+                && text.contains("req_123")
+                && text.contains("another name"),
+            "{text}"
+        );
     }
 }

@@ -93,7 +93,9 @@ impl SubscriptionState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateFileError::Read { path: path.into(), source }),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| StateFileError::Parse { path: path.into(), message: e.to_string() })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateFileError::Parse { path: path.into(), message: e.to_string() })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
@@ -118,7 +120,9 @@ impl SubscriptionState {
     /// Removes the file (after the subscription was deleted).
     pub fn remove(path: &Path) -> Result<(), StateFileError> {
         match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateFileError::Write { path: path.into(), source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StateFileError::Write { path: path.into(), source: e })
+            }
             _ => Ok(()),
         }
     }
@@ -134,9 +138,18 @@ mod tests {
         let path = SubscriptionState::path(dir.path());
         let one = WebhookSecret::parse("one").unwrap();
         let two = WebhookSecret::parse("two").unwrap();
-        let first = SubscriptionState::created("WHK-1".into(), "n".into(), "https://x".into(), vec![], &one, None, Utc::now());
+        let first =
+            SubscriptionState::created("WHK-1".into(), "n".into(), "https://x".into(), vec![], &one, None, Utc::now());
         let later = Utc::now() + chrono::Duration::hours(1);
-        let second = SubscriptionState::created("WHK-2".into(), "n".into(), "https://x".into(), vec![], &two, Some(&first), later);
+        let second = SubscriptionState::created(
+            "WHK-2".into(),
+            "n".into(),
+            "https://x".into(),
+            vec![],
+            &two,
+            Some(&first),
+            later,
+        );
         second.save(&path).unwrap();
         let back = SubscriptionState::load(&path).unwrap().unwrap();
         assert_eq!(back.secret(), Some(two));

@@ -75,7 +75,10 @@ impl Desired {
         events.sort();
         events.dedup();
         let host = Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-        let name = name.map(str::trim).filter(|n| !n.is_empty()).map_or_else(|| format!("oncehub-bridge {host}"), str::to_owned);
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map_or_else(|| format!("oncehub-bridge {host}"), str::to_owned);
         Ok(Desired { url, events, name })
     }
 
@@ -102,7 +105,9 @@ pub fn webhook_url(public_url: &str) -> Result<String, SubscriptionError> {
 pub enum Action {
     Reused,
     /// Created, and deleted these (drifted, secret unknown, or duplicates).
-    Created { deleted: Vec<String> },
+    Created {
+        deleted: Vec<String>,
+    },
 }
 
 /// The subscription in place.
@@ -141,7 +146,8 @@ pub async fn ensure(
     } else {
         desired.name.clone()
     };
-    let created = client.create_webhook(&CreateWebhook { name: &name, url: &desired.url, events: &desired.events }).await?;
+    let created =
+        client.create_webhook(&CreateWebhook { name: &name, url: &desired.url, events: &desired.events }).await?;
     let Some(secret) = created.secret.clone() else {
         delete(client, &created, "created without a secret").await;
         return Err(SubscriptionError::NoSecret(created.id));
@@ -196,7 +202,10 @@ mod tests {
     fn the_webhook_url_is_https_and_ends_with_the_receiver_path() {
         assert_eq!(webhook_url("https://hooks.example.com").unwrap(), "https://hooks.example.com/webhooks/oncehub");
         assert_eq!(webhook_url("https://h.example.com/base/").unwrap(), "https://h.example.com/base/webhooks/oncehub");
-        assert_eq!(webhook_url("https://h.example.com/webhooks/oncehub").unwrap(), "https://h.example.com/webhooks/oncehub");
+        assert_eq!(
+            webhook_url("https://h.example.com/webhooks/oncehub").unwrap(),
+            "https://h.example.com/webhooks/oncehub"
+        );
         assert!(matches!(webhook_url("http://h.example.com"), Err(SubscriptionError::NotHttps(_))));
         assert!(matches!(webhook_url("h.example.com"), Err(SubscriptionError::BadUrl(_))));
     }
@@ -206,7 +215,9 @@ mod tests {
         let d = Desired::new("https://h.example.com", &[], None).unwrap();
         assert_eq!(d.events.len(), 11);
         assert_eq!(d.name, "oncehub-bridge h.example.com");
-        let d = Desired::new("https://h", &["booking.no_show".into(), "booking".into(), "booking".into()], Some("mine")).unwrap();
+        let d =
+            Desired::new("https://h", &["booking.no_show".into(), "booking".into(), "booking".into()], Some("mine"))
+                .unwrap();
         assert_eq!((d.events, d.name.as_str()), (vec!["booking".to_owned(), "booking.no_show".to_owned()], "mine"));
         let e = Desired::new("https://h", &["booking.noshow".into()], None).unwrap_err().to_string();
         assert!(e.contains("booking.noshow") && e.contains("booking.no_show"), "{e}");

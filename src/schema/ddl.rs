@@ -34,7 +34,12 @@ pub fn ddl(catalog: &Catalog, engine: Engine, location: &str) -> String {
 fn statement(table: &TableSchema, engine: Engine, dir: &str) -> String {
     let name = &table.name;
     let cols = |dialect: &Dialect, quote: fn(&str) -> String| {
-        table.columns.iter().map(|c| format!("  {} {}", quote(&c.name), dialect.type_of(&c.ty))).collect::<Vec<_>>().join(",\n")
+        table
+            .columns
+            .iter()
+            .map(|c| format!("  {} {}", quote(&c.name), dialect.type_of(&c.ty)))
+            .collect::<Vec<_>>()
+            .join(",\n")
     };
     let dir_sql = sql_string(dir);
     let mut s = String::new();

@@ -108,12 +108,7 @@ fn parse_table(file: &str, text: &str, table: Table) -> Result<TableSchema, Sche
     if def.table != table.name() {
         return Err(err(format!("declares table {:?}, expected {:?}", def.table, table.name())));
     }
-    let columns = def
-        .columns
-        .into_iter()
-        .map(ColumnDef::try_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
+    let columns = def.columns.into_iter().map(ColumnDef::try_from).collect::<Result<Vec<_>, _>>().map_err(err)?;
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     if names.len() < COMMON_COLUMNS.len() || names[..COMMON_COLUMNS.len()] != COMMON_COLUMNS {
         return Err(err(format!("must start with the columns {COMMON_COLUMNS:?}")));
@@ -135,15 +130,30 @@ mod tests {
             (
                 Table::Bookings,
                 &[
-                    "booking_id", "tracking_id", "status", "subject", "starting_time", "duration_minutes",
-                    "owner_id", "customer_timezone", "customer_name", "customer_email", "in_trash",
+                    "booking_id",
+                    "tracking_id",
+                    "status",
+                    "subject",
+                    "starting_time",
+                    "duration_minutes",
+                    "owner_id",
+                    "customer_timezone",
+                    "customer_name",
+                    "customer_email",
+                    "in_trash",
                 ],
             ),
             (
                 Table::Conversations,
                 &[
-                    "conversation_id", "status", "initiated_by", "contact_id", "contact_email", "owner_id",
-                    "bot_id", "website_id",
+                    "conversation_id",
+                    "status",
+                    "initiated_by",
+                    "contact_id",
+                    "contact_email",
+                    "owner_id",
+                    "bot_id",
+                    "website_id",
                 ],
             ),
             (Table::OtherEvents, &[]),

@@ -29,7 +29,10 @@ impl WriterId {
     pub fn load_or_create(path: &std::path::Path) -> std::io::Result<WriterId> {
         match std::fs::read_to_string(path) {
             Ok(text) => WriterId::parse(text.trim()).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} does not hold an instance id", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} does not hold an instance id", path.display()),
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = WriterId::generate();
@@ -57,7 +60,13 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn for_batch(table: Table, dt: NaiveDate, writer: &WriterId, first: Seq, last: Seq) -> ObjectKey {
-        ObjectKey(format!("{}/part-{}-{:020}-{:020}.parquet", Self::partition(table, dt), writer.as_str(), first.0, last.0))
+        ObjectKey(format!(
+            "{}/part-{}-{:020}-{:020}.parquet",
+            Self::partition(table, dt),
+            writer.as_str(),
+            first.0,
+            last.0
+        ))
     }
 
     /// The directory of a (table, dt): `<table>/dt=YYYY-MM-DD`.

@@ -90,7 +90,11 @@ impl std::fmt::Display for StorageUrl {
 /// Client-level retries stay short: the uploader's own loop retries without limit and logs.
 fn client_retry() -> RetryConfig {
     RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
         max_retries: 3,
         retry_timeout: Duration::from_secs(30),
     }
@@ -111,7 +115,11 @@ pub fn open_store(url: &StorageUrl) -> Result<Arc<dyn ObjectStore>, StoreError> 
                 .map_err(build_err)?,
         ),
         StorageUrl::Azure(u) => Arc::new(
-            MicrosoftAzureBuilder::from_env().with_url(u.as_str()).with_retry(client_retry()).build().map_err(build_err)?,
+            MicrosoftAzureBuilder::from_env()
+                .with_url(u.as_str())
+                .with_retry(client_retry())
+                .build()
+                .map_err(build_err)?,
         ),
         StorageUrl::Memory => Arc::new(InMemory::new()),
         StorageUrl::Local(path) => {

@@ -60,7 +60,12 @@ impl Uploader {
     }
 
     /// Uploads, retrying every failure until success or `abort` is cancelled.
-    pub async fn put(&self, key: &ObjectKey, bytes: Bytes, abort: &CancellationToken) -> Result<PutOutcome, UploadAborted> {
+    pub async fn put(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        abort: &CancellationToken,
+    ) -> Result<PutOutcome, UploadAborted> {
         let mut attempts = 0u32;
         let mut delay = Duration::from_millis(200);
         loop {

@@ -305,7 +305,11 @@ mod tests {
         let mut map = DedupMap::default();
         assert_eq!(log.load(&mut map, 0).unwrap(), Loaded { keys: 1, damaged: 1 }, "counted, not silent");
         assert!(map.get(&EventKey::of("b")).is_some());
-        assert_eq!(fs::read(&path).unwrap().len(), 2 * ENTRY_LEN, "the torn tail is cut, so later appends stay aligned");
+        assert_eq!(
+            fs::read(&path).unwrap().len(),
+            2 * ENTRY_LEN,
+            "the torn tail is cut, so later appends stay aligned"
+        );
     }
 
     #[test]

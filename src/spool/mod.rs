@@ -56,8 +56,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use self::dedup::{DedupLog, DedupMap, Entry};
-use crate::metrics;
 use self::state::StateFile;
+use crate::metrics;
 
 /// A record's position in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -140,6 +140,8 @@ pub enum OpenError {
     State(#[from] StateError),
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    #[error("there is no spool at {0}: is --data-dir the one `serve` uses?")]
+    NoSpool(PathBuf),
 }
 
 /// What start-up found in the spool.
@@ -300,7 +302,8 @@ impl Spool {
         let mut state = state;
         remember_losses(&mut state, &scan)?;
         let next = scan.last.0 + 1;
-        let mut segments: VecDeque<(u64, u64)> = scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
+        let mut segments: VecDeque<(u64, u64)> =
+            scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
         let active = writer::Active::create(&dir, next).map_err(io(&segment::path(&dir, next)))?;
         segments.push_back((next, active.offset));
         let disk_bytes = segments.iter().map(|(_, size)| size).sum();
@@ -377,7 +380,10 @@ impl Spool {
                     return Err(SpoolError::Write);
                 }
                 let n = self.shared.duplicates.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::info!(duplicates_total = n, "duplicate delivery of an event already accepted; not written again");
+                tracing::info!(
+                    duplicates_total = n,
+                    "duplicate delivery of an event already accepted; not written again"
+                );
                 Ok(Appended::Duplicate)
             }
         }
@@ -564,7 +570,10 @@ fn lock(dir: &Path) -> Result<File, OpenError> {
 fn open_state(dir: &Path, mode: Mode) -> Result<StateFile, OpenError> {
     match StateFile::open(dir) {
         Err(e @ StateError::Invalid { .. }) if mode == Mode::Repair => {
-            let oldest = segment::list(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?.first().map(|(f, _)| *f);
+            let oldest = segment::list(dir)
+                .map_err(|source| OpenError::Io { path: dir.to_owned(), source })?
+                .first()
+                .map(|(f, _)| *f);
             let checkpoint = oldest.unwrap_or(1).saturating_sub(1);
             let moved = StateFile::reset(dir, checkpoint)?;
             tracing::error!(
@@ -592,6 +601,9 @@ pub struct Checked {
 /// does what start-up does (cut a torn tail, rewrite damaged segments, quarantine originals,
 /// reset a damaged state file). Takes the spool's lock, so it refuses to run beside `serve`.
 pub fn check(dir: &Path, mode: Mode) -> Result<Checked, OpenError> {
+    if !dir.is_dir() {
+        return Err(OpenError::NoSpool(dir.to_owned()));
+    }
     let _lock = lock(dir)?;
     let (state, state_error) = match open_state(dir, mode) {
         Ok(state) => (Some(state), None),

@@ -80,7 +80,8 @@ pub enum DecodeError {
 
 /// Reads a header: the payload length and expected checksum.
 pub fn decode_header(bytes: &[u8]) -> Result<(usize, u32), DecodeError> {
-    let header: [u8; HEADER_LEN] = bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(DecodeError::ShortHeader)?;
+    let header: [u8; HEADER_LEN] =
+        bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(DecodeError::ShortHeader)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if !(FIXED_PAYLOAD..=MAX_PAYLOAD).contains(&len) {

@@ -81,6 +81,8 @@ pub struct SegmentReport {
     pub bad: Vec<BadBytes>,
     /// What was (or, inspecting, would be) done: cut, rewritten, removed.
     pub action: Option<String>,
+    /// The only bad bytes are a torn tail of the last segment (a crash mid-write, not damage).
+    pub torn_tail: bool,
 }
 
 /// What recovery found.
@@ -106,20 +108,33 @@ impl Scan {
 
     /// Nothing damaged, nothing lost (a torn tail aside).
     pub fn is_clean(&self) -> bool {
-        self.losses.is_empty() && self.reports.iter().all(|r| r.bad.is_empty() || r.action.as_deref().is_some_and(|a| a.starts_with("torn")))
+        self.losses.is_empty() && self.reports.iter().all(|r| r.bad.is_empty() || r.torn_tail)
     }
 }
 
 /// Reads every segment in `dir`, calling `each` for every intact record. Gaps inside the `known`
 /// ranges (lost and reported before) are not losses again.
-pub fn scan(dir: &Path, checkpoint: Seq, known: &[(u64, u64)], mode: Mode, mut each: impl FnMut(&Record)) -> Result<Scan, RecoveryError> {
+pub fn scan(
+    dir: &Path,
+    checkpoint: Seq,
+    known: &[(u64, u64)],
+    mode: Mode,
+    mut each: impl FnMut(&Record),
+) -> Result<Scan, RecoveryError> {
     let io_at = |path: &Path| {
         let path = path.to_owned();
         move |source| RecoveryError::Io { path, source }
     };
     let found = segment::list(dir).map_err(io_at(dir))?;
     let count = found.len();
-    let mut scan = Scan { segments: Vec::new(), last: checkpoint, truncated: None, losses: Vec::new(), reports: Vec::new(), quarantined: Vec::new() };
+    let mut scan = Scan {
+        segments: Vec::new(),
+        last: checkpoint,
+        truncated: None,
+        losses: Vec::new(),
+        reports: Vec::new(),
+        quarantined: Vec::new(),
+    };
     // The highest sequence number accounted for: in the store (the checkpoint) or read intact.
     let mut high = checkpoint.0;
     // Why records after `high` may be missing, when the previous segment ended in damage.
@@ -139,7 +154,9 @@ pub fn scan(dir: &Path, checkpoint: Seq, known: &[(u64, u64)], mode: Mode, mut e
             if record.seq.0 > high + 1 {
                 let cause = match damage {
                     Some(bad) => format!("damaged bytes {}..{} of {name}: {}", bad.start, bad.end, bad.reason),
-                    None => cause_after.take().unwrap_or_else(|| format!("missing before {name}: a segment file was removed")),
+                    None => cause_after
+                        .take()
+                        .unwrap_or_else(|| format!("missing before {name}: a segment file was removed")),
                 };
                 for (first, last) in uncovered(high + 1, record.seq.0 - 1, known) {
                     scan.losses.push(Loss { first, last, cause: cause.clone() });
@@ -150,11 +167,19 @@ pub fn scan(dir: &Path, checkpoint: Seq, known: &[(u64, u64)], mode: Mode, mut e
             each(record);
         })
         .map_err(io_at(&path))?;
-        let mut report = SegmentReport { path: path.clone(), records: read.records, seqs: read.seqs, bad: read.bad.clone(), action: None };
+        let mut report = SegmentReport {
+            path: path.clone(),
+            records: read.records,
+            seqs: read.seqs,
+            bad: read.bad.clone(),
+            action: None,
+            torn_tail: false,
+        };
         let mut kept = size;
         let tail_only = read.bad.len() == 1 && read.bad[0].end == size && read.bad[0].start > 0;
         if let Some(bad) = read.bad.last().filter(|b| b.end == size) {
-            cause_after = Some(format!("damaged bytes {}..{} at the end of {name}: {}", bad.start, bad.end, bad.reason));
+            cause_after =
+                Some(format!("damaged bytes {}..{} at the end of {name}: {}", bad.start, bad.end, bad.reason));
         }
         if is_last && tail_only {
             let bad = &read.bad[0];
@@ -171,6 +196,7 @@ pub fn scan(dir: &Path, checkpoint: Seq, known: &[(u64, u64)], mode: Mode, mut e
                 tracing::warn!(segment = %path.display(), offset = bad.start, bytes_cut = cut, reason = %bad.reason, "spool recovery: {note}");
             }
             report.action = Some(format!("torn tail: {cut} bytes cut at byte {}", bad.start));
+            report.torn_tail = true;
             scan.truncated = Some(note);
             cause_after = None;
             kept = bad.start;
@@ -232,7 +258,12 @@ struct SegmentRead {
 }
 
 /// Reads a segment's intact records in order; `each` also gets the damage just before a record.
-fn read_segment(path: &Path, first: u64, size: u64, mut each: impl FnMut(&Record, Option<&BadBytes>)) -> io::Result<SegmentRead> {
+fn read_segment(
+    path: &Path,
+    first: u64,
+    size: u64,
+    mut each: impl FnMut(&Record, Option<&BadBytes>),
+) -> io::Result<SegmentRead> {
     let mut read = SegmentRead { records: 0, seqs: None, bad: Vec::new(), good: Vec::new() };
     let mut cursor = match Cursor::open(path) {
         Ok(c) => c,
@@ -247,7 +278,9 @@ fn read_segment(path: &Path, first: u64, size: u64, mut each: impl FnMut(&Record
     loop {
         let at = cursor.offset;
         let reason = match cursor.next(size) {
-            Ok(Some(r)) if prev.is_some_and(|p| r.seq.0 <= p) => format!("sequence {} does not follow {}", r.seq.0, prev.unwrap_or(0)),
+            Ok(Some(r)) if prev.is_some_and(|p| r.seq.0 <= p) => {
+                format!("sequence {} does not follow {}", r.seq.0, prev.unwrap_or(0))
+            }
             Ok(Some(r)) => {
                 match read.good.last_mut() {
                     Some(span) if span.1 == at => span.1 = cursor.offset,

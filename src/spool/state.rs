@@ -64,7 +64,9 @@ impl StateFile {
     pub fn open(dir: &Path) -> Result<StateFile, StateError> {
         let path = dir.join("checkpoint.json");
         let state = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Invalid { path: path.clone(), source })?,
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StateError::Invalid { path: path.clone(), source })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => SpoolState::default(),
             Err(source) => return Err(StateError::Io { path, source }),
         };

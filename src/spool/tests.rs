@@ -120,7 +120,10 @@ async fn a_repeated_event_id_is_stored_once_even_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (spool, mut reader, _) = Spool::open(options(dir.path())).unwrap();
-        let (a, b) = tokio::join!(spool.append(delivery(Some("EVNT-1"), "first")), spool.append(delivery(Some("EVNT-1"), "again")));
+        let (a, b) = tokio::join!(
+            spool.append(delivery(Some("EVNT-1"), "first")),
+            spool.append(delivery(Some("EVNT-1"), "again"))
+        );
         let mut outcomes = [a.unwrap(), b.unwrap()];
         outcomes.sort_by_key(|o| matches!(o, Appended::Duplicate));
         assert_eq!(outcomes[1], Appended::Duplicate);
@@ -255,7 +258,9 @@ async fn spool_of(n: u64) -> (tempfile::TempDir, SpoolOptions) {
 
 async fn replay(opts: &SpoolOptions) -> (Vec<u64>, Recovered) {
     let (spool, mut reader, recovered) = Spool::open(opts.clone()).unwrap();
-    let read = tokio::time::timeout(Duration::from_secs(10), read_all(&spool, &mut reader)).await.expect("the reader never hangs");
+    let read = tokio::time::timeout(Duration::from_secs(10), read_all(&spool, &mut reader))
+        .await
+        .expect("the reader never hangs");
     (read.into_iter().map(|(s, _)| s).collect(), recovered)
 }
 

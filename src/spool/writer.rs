@@ -96,10 +96,8 @@ fn run(shared: &Shared, mut active: Active, mut next: u64) {
                 });
                 done.send_replace(Some(Ok(first)));
                 shared.finished_batch.send_replace(number);
-                let keys: Vec<(EventKey, i64)> = deliveries
-                    .iter()
-                    .filter_map(|d| d.event_key.map(|k| (k, d.received_at.timestamp())))
-                    .collect();
+                let keys: Vec<(EventKey, i64)> =
+                    deliveries.iter().filter_map(|d| d.event_key.map(|k| (k, d.received_at.timestamp()))).collect();
                 if let Err(e) = shared.dedup_log.lock().unwrap_or_else(|p| p.into_inner()).append(&keys) {
                     tracing::warn!(error = %e, "cannot append to the dedup index; the ids stay in the spool segments");
                 }
@@ -188,7 +186,10 @@ fn housekeeping(shared: &Shared, expire: bool) {
         let mut inner = shared.inner();
         if low != inner.low_disk {
             if low {
-                tracing::warn!(min_free_bytes = shared.opts.min_free_bytes, "the spool's disk is nearly full: refusing deliveries with 503");
+                tracing::warn!(
+                    min_free_bytes = shared.opts.min_free_bytes,
+                    "the spool's disk is nearly full: refusing deliveries with 503"
+                );
             } else {
                 tracing::info!("the spool's disk has room again: accepting deliveries");
             }

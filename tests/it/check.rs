@@ -14,7 +14,10 @@ struct Run {
 
 impl Run {
     fn line(&self, name: &str) -> &str {
-        self.stdout.lines().find(|l| l[6..].starts_with(&format!("{name}:"))).unwrap_or_else(|| panic!("no {name} line: {}", self.stdout))
+        self.stdout
+            .lines()
+            .find(|l| l[6..].starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} line: {}", self.stdout))
     }
 }
 
@@ -58,25 +61,41 @@ fn check_passes_on_a_working_deployment_and_names_each_failure() {
 
     let drift = check(&["--events", "booking.scheduled,booking.canceled"], &[]);
     assert_eq!(drift.code, Some(1));
-    assert!(drift.line("subscription").starts_with("FAIL") && drift.line("subscription").contains("extra: booking.canceled_reschedule_requested"), "{}", drift.stdout);
+    assert!(
+        drift.line("subscription").starts_with("FAIL")
+            && drift.line("subscription").contains("extra: booking.canceled_reschedule_requested"),
+        "{}",
+        drift.stdout
+    );
 
     let bad_key = check(&[], &[("ONCEHUB_API_KEY", "ohk_wrong")]);
     assert_eq!(bad_key.code, Some(1));
-    assert!(bad_key.line("api key").starts_with("FAIL") && bad_key.line("api key").contains("401"), "{}", bad_key.stdout);
+    assert!(
+        bad_key.line("api key").starts_with("FAIL") && bad_key.line("api key").contains("401"),
+        "{}",
+        bad_key.stdout
+    );
 
     let dead_port = free_port();
     let dead = DeadStore::hold(dead_port);
     let endpoint = format!("http://127.0.0.1:{dead_port}");
     let no_store = check(&[], &[("AWS_ENDPOINT_URL", &endpoint)]);
     assert_eq!(no_store.code, Some(1));
-    assert!(no_store.line("storage").starts_with("FAIL") && no_store.line("storage").contains("credentials"), "{}", no_store.stdout);
+    assert!(
+        no_store.line("storage").starts_with("FAIL") && no_store.line("storage").contains("credentials"),
+        "{}",
+        no_store.stdout
+    );
     assert!(no_store.line("api key").starts_with("ok"), "only the store is down");
     drop(dead);
 
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     let no_receiver = check(&["--receiver-url", &nowhere], &[]);
     assert_eq!(no_receiver.code, Some(1));
-    assert!(no_receiver.line("receiver").starts_with("FAIL") && no_receiver.line("receiver").contains("start `oncehub-bridge serve`"));
+    assert!(
+        no_receiver.line("receiver").starts_with("FAIL")
+            && no_receiver.line("receiver").contains("start `oncehub-bridge serve`")
+    );
     assert!(no_receiver.line("end-to-end").contains("not tried"));
 
     let other_secret = check(&["--webhook-secret", "not-what-serve-uses"], &[]);

@@ -129,7 +129,11 @@ async fn serve_runs_on_the_config_file() {
     let client = reqwest::Client::new();
     let event = &samples::all_events("cfg", Utc::now())[0];
     let body = serde_json::to_vec(event).unwrap();
-    let signature = oncehub_bridge::http::signature::sign(&oncehub_bridge::secret::WebhookSecret::parse(secret).unwrap(), Utc::now().timestamp(), &body);
+    let signature = oncehub_bridge::http::signature::sign(
+        &oncehub_bridge::secret::WebhookSecret::parse(secret).unwrap(),
+        Utc::now().timestamp(),
+        &body,
+    );
     let resp = client.post(bin.url()).header("Oncehub-Signature", signature).body(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 200, "the file's secret verifies");
     assert_eq!(post_signed_to(&client, &bin.url(), body).await, 401, "the test suite's default secret does not");

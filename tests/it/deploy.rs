@@ -51,7 +51,9 @@ fn service(name: &str) -> Value {
 #[test]
 fn the_image_runs_as_a_non_root_user_with_a_healthcheck_and_the_data_dir_as_a_volume() {
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    for line in ["USER bridge", "VOLUME [\"/var/lib/oncehub-bridge\"]", "HEALTHCHECK", "ENTRYPOINT [\"oncehub-bridge\"]"] {
+    for line in
+        ["USER bridge", "VOLUME [\"/var/lib/oncehub-bridge\"]", "HEALTHCHECK", "ENTRYPOINT [\"oncehub-bridge\"]"]
+    {
         assert!(dockerfile.contains(line), "Dockerfile lacks {line}");
     }
     let bridge = service("bridge");
@@ -89,7 +91,8 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
             _ => {}
         }
     }
-    let command: Vec<String> = bridge["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let command: Vec<String> =
+        bridge["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"));
     cmd.args(&command)
         .env_clear()

@@ -52,7 +52,8 @@ async fn pump(url: &str, ledger: &Arc<Mutex<Ledger>>, workers: usize) {
             tokio::spawn(async move {
                 loop {
                     let Some((id, body)) = ledger.lock().unwrap().queue.pop_front() else { return };
-                    let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
+                    let sig =
+                        oncehub_bridge::http::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
                     let sent = client.post(&url).header("Oncehub-Signature", sig).body(body.clone()).send().await;
                     let mut l = ledger.lock().unwrap();
                     match sent {
@@ -122,8 +123,14 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_that_got_a_2xx() {
     let dups = s3.duck(
         "SELECT event_id, list(filename ORDER BY filename) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true, filename = true) GROUP BY 1 HAVING count(*) > 1 LIMIT 3",
     );
-    assert_eq!(d.rows[0], vec![json!(total), json!(total)], "every acknowledged event exactly once; twice: {:?}", dups.rows);
-    let ids = s3.duck("SELECT DISTINCT event_id FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
+    assert_eq!(
+        d.rows[0],
+        vec![json!(total), json!(total)],
+        "every acknowledged event exactly once; twice: {:?}",
+        dups.rows
+    );
+    let ids =
+        s3.duck("SELECT DISTINCT event_id FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
     let landed: std::collections::HashSet<&str> = ids.rows.iter().map(|r| r[0].as_str().unwrap()).collect();
     assert!(l.acked.keys().all(|id| landed.contains(id.as_str())));
 }
@@ -139,7 +146,16 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
     let mut bin = serve_s3(
         &data,
         s3_port,
-        &["--flush-max-rows", "20", "--flush-interval", "200ms", "--spool-max-bytes", "256KiB", "--spool-segment-bytes", "16KiB"],
+        &[
+            "--flush-max-rows",
+            "20",
+            "--flush-interval",
+            "200ms",
+            "--spool-max-bytes",
+            "256KiB",
+            "--spool-segment-bytes",
+            "16KiB",
+        ],
     );
     let client = reqwest::Client::new();
     let mut pending: VecDeque<(String, Vec<u8>)> = deliveries("outage", 20).into();
@@ -219,7 +235,10 @@ async fn a_segment_cut_mid_record_recovers_everything_before_the_cut() {
     let mut bin = serve_local(&data, &["--flush-interval", "1h"]);
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let log = bin.stderr();
-    assert!(log.contains("cut a torn tail") && log.contains(&last.file_name().unwrap().to_string_lossy().to_string()), "{log}");
+    assert!(
+        log.contains("cut a torn tail") && log.contains(&last.file_name().unwrap().to_string_lossy().to_string()),
+        "{log}"
+    );
     let lake = data.join("lake");
     let d = duck(&format!(
         "SELECT event_id FROM read_parquet('{}/*/*/*.parquet', union_by_name = true) ORDER BY event_id",
@@ -347,7 +366,10 @@ async fn a_crash_between_upload_and_checkpoint_rewrites_the_same_objects_not_new
     let log = bin.stderr();
     let rewritten = log.lines().filter(|l| l.contains("file written") && l.contains(r#""existed":true"#)).count();
     assert_eq!(rewritten, expected_rewrites, "every replayed file found its object already there");
-    let d = duck(&format!("SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{}/*/*/*.parquet', union_by_name = true)", lake.display()));
+    let d = duck(&format!(
+        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{}/*/*/*.parquet', union_by_name = true)",
+        lake.display()
+    ));
     assert_eq!(d.rows[0], vec![json!(30), json!(30)]);
 }
 

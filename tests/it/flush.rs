@@ -81,5 +81,8 @@ async fn a_file_never_spans_two_dates() {
         "SELECT CAST(dt AS VARCHAR), count(*), count(DISTINCT filename) FROM read_parquet('{}/bookings/*/*.parquet', hive_partitioning = true, filename = true) GROUP BY ALL ORDER BY 1",
         lake.display()
     ));
-    assert_eq!(d.rows, vec![vec![json!("2026-03-01"), json!(2), json!(1)], vec![json!("2026-03-02"), json!(1), json!(1)]]);
+    assert_eq!(
+        d.rows,
+        vec![vec![json!("2026-03-01"), json!(2), json!(1)], vec![json!("2026-03-02"), json!(1), json!(1)]]
+    );
 }

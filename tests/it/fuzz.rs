@@ -87,10 +87,15 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         Just(json!("conversation.closed")),
         "\\PC{1,16}".prop_map(Value::String),
     ]);
-    let envelope = (id, ty, envelope_field(data()), prop::collection::vec(("\\PC{0,8}", tree()), 0..3), any::<u8>()).prop_map(
-        |(id, ty, data, extra, dup)| {
+    let envelope = (id, ty, envelope_field(data()), prop::collection::vec(("\\PC{0,8}", tree()), 0..3), any::<u8>())
+        .prop_map(|(id, ty, data, extra, dup)| {
             let mut fields: Vec<(String, Value)> = Vec::new();
-            for (k, v) in [("id", id.clone()), ("type", ty), ("creation_time", Some(json!("2026-11-30T09:59:00Z"))), ("data", data)] {
+            for (k, v) in [
+                ("id", id.clone()),
+                ("type", ty),
+                ("creation_time", Some(json!("2026-11-30T09:59:00Z"))),
+                ("data", data),
+            ] {
                 if let Some(v) = v {
                     fields.push((k.into(), v));
                 }
@@ -103,8 +108,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
             }
             let text: Vec<String> = fields.iter().map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v)).collect();
             format!("{{{}}}", text.join(",")).into_bytes()
-        },
-    );
+        });
     prop_oneof![
         18 => envelope,
         1 => tree().prop_map(|v| v.to_string().into_bytes()),
@@ -116,19 +120,36 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    files.into_iter().map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())).collect()
+    files
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(&dir.path().join("s3"));
-    let args = ["--storage-url", "s3://lake/fuzz", "--webhook-secret", SECRET, "--flush-interval", "1s", "--flush-max-rows", "97", "--max-body-bytes", "64MiB"];
+    let args = [
+        "--storage-url",
+        "s3://lake/fuzz",
+        "--webhook-secret",
+        SECRET,
+        "--flush-interval",
+        "1s",
+        "--flush-max-rows",
+        "97",
+        "--max-body-bytes",
+        "64MiB",
+    ];
     let mut bin = Binary::serve(&dir.path().join("data"), &args, &S3Server::env(s3.port));
 
     let mut bodies = corpus();
     assert!(bodies.len() >= 15, "the regression corpus is there");
-    let mut runner = TestRunner::new_with_rng(Config::default(), proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha));
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
     let strategy = body();
     for i in 0..CASES {
         bodies.push((format!("case {i}"), strategy.new_tree(&mut runner).unwrap().current()));
@@ -137,7 +158,8 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     let client = reqwest::Client::new();
     let (mut accepted, mut duplicates) = (0usize, 0usize);
     for (name, body) in &bodies {
-        let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), body);
+        let sig =
+            oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), body);
         let resp = client.post(bin.url()).header("Oncehub-Signature", sig).body(body.clone()).send().await.unwrap();
         let status = resp.status();
         let answer: Value = resp.json().await.unwrap_or(Value::Null);
@@ -151,7 +173,10 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     assert!(duplicates > 0, "the id pool makes repeats: the dedup path is exercised");
     // Still serving after every flush, then a clean stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(post_signed_to(&client, &bin.url(), br#"{"id":"EVNT-FUZZ-END","type":"t","data":{}}"#.to_vec()).await, 200);
+    assert_eq!(
+        post_signed_to(&client, &bin.url(), br#"{"id":"EVNT-FUZZ-END","type":"t","data":{}}"#.to_vec()).await,
+        200
+    );
     accepted += 1;
     let status = bin.terminate(Duration::from_secs(60));
     assert!(status.success(), "the service stopped cleanly: {}", bin.stderr());
@@ -160,7 +185,11 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
         "SELECT split_part(filename, '/', 5) AS t, count(*) FROM read_parquet('s3://lake/fuzz/*/*/*.parquet', filename = true, union_by_name = true) GROUP BY ALL ORDER BY 1",
     );
     let total: i64 = counts.rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
-    assert_eq!(total as usize, accepted, "rows across the tables {:?} = accepted ({accepted}), duplicates ({duplicates}) add none", counts.rows);
+    assert_eq!(
+        total as usize, accepted,
+        "rows across the tables {:?} = accepted ({accepted}), duplicates ({duplicates}) add none",
+        counts.rows
+    );
     let tables: Vec<&str> = counts.rows.iter().map(|r| r[0].as_str().unwrap()).collect();
     assert!(tables.contains(&"dead_letter") && tables.contains(&"bookings"), "{tables:?}");
     let per_id = s3.duck(

@@ -67,7 +67,8 @@ async fn signed_odd_bodies_are_kept_with_a_reason_and_answered_2xx() {
     for (b, _) in &cases {
         assert_eq!(app.post_signed(b.clone()).await.status(), 200);
     }
-    let new_trigger = br#"{"id":"EVNT-NEWTRIGGER","type":"booking.teleported","data":{"object":"booking","id":"BKNG-X"}}"#;
+    let new_trigger =
+        br#"{"id":"EVNT-NEWTRIGGER","type":"booking.teleported","data":{"object":"booking","id":"BKNG-X"}}"#;
     let other = br#"{"id":"EVNT-OTHER","type":"invoice.paid","data":{"object":"invoice","id":"INV-1"}}"#;
     assert_eq!(app.post_signed(new_trigger.to_vec()).await.status(), 200);
     assert_eq!(app.post_signed(other.to_vec()).await.status(), 200);
@@ -82,11 +83,18 @@ async fn signed_odd_bodies_are_kept_with_a_reason_and_answered_2xx() {
     for (row, (b, reason)) in d.rows.iter().zip(&cases) {
         assert_eq!(row[0], json!(reason));
         assert!(!row[3].as_str().unwrap().is_empty());
-        let hex_of_blob = duck(&format!("SELECT hex(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet') WHERE reason = '{reason}'", lake.display()));
+        let hex_of_blob = duck(&format!(
+            "SELECT hex(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet') WHERE reason = '{reason}'",
+            lake.display()
+        ));
         assert_eq!(hex_of_blob.rows[0][0], json!(hex::encode_upper(b)), "{reason}: raw bytes kept exactly");
     }
-    let b = duck(&format!("SELECT event_type, booking_id FROM read_parquet('{}/bookings/*/*.parquet')", lake.display()));
+    let b =
+        duck(&format!("SELECT event_type, booking_id FROM read_parquet('{}/bookings/*/*.parquet')", lake.display()));
     assert_eq!(b.rows, vec![vec![json!("booking.teleported"), json!("BKNG-X")]]);
-    let o = duck(&format!("SELECT event_id, data_object, raw_event FROM read_parquet('{}/other_events/*/*.parquet')", lake.display()));
+    let o = duck(&format!(
+        "SELECT event_id, data_object, raw_event FROM read_parquet('{}/other_events/*/*.parquet')",
+        lake.display()
+    ));
     assert_eq!(o.rows, vec![vec![json!("EVNT-OTHER"), json!("invoice"), json!(std::str::from_utf8(other).unwrap())]]);
 }

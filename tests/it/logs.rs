@@ -31,16 +31,18 @@ async fn logs_are_json_lines_off_a_terminal_and_text_on_request() {
     assert_eq!(resp.status(), 401);
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let log = bin.stderr();
-    let lines: Vec<Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-        .collect();
-    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()), "{log}");
+    let lines: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    assert!(
+        lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()),
+        "{log}"
+    );
     let rejected: Vec<&Value> = lines.iter().filter(|l| l["message"] == "delivery rejected").collect();
     assert_eq!(rejected.len(), 1, "{log}");
     assert_eq!((&rejected[0]["reason"], &rejected[0]["status"]), (&"stale_signature".into(), &401.into()));
 
-    let mut bin = Binary::serve(&dir.path().join("pretty"), &["--webhook-secret", "s3cr3t", "--log-format", "pretty"], &[]);
+    let mut bin =
+        Binary::serve(&dir.path().join("pretty"), &["--webhook-secret", "s3cr3t", "--log-format", "pretty"], &[]);
     wait_for(&bin, "ready");
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let log = bin.stderr();
@@ -121,7 +123,16 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     let s3 = S3Server::start(&dir.path().join("s3"));
     let admin_port = free_port();
     let admin = format!("127.0.0.1:{admin_port}");
-    let args = ["--storage-url", "s3://lake/x", "--flush-interval", "200ms", "--shutdown-timeout", "1s", "--admin-listen", admin.as_str()];
+    let args = [
+        "--storage-url",
+        "s3://lake/x",
+        "--flush-interval",
+        "200ms",
+        "--shutdown-timeout",
+        "1s",
+        "--admin-listen",
+        admin.as_str(),
+    ];
     let mut bin = Binary::serve(&dir.path().join("refused"), &args, &credential_env(s3.port, &api));
     wait_for_port(admin_port, Duration::from_secs(10));
     let subscription_secret = api.hooks()[0].secret.clone();

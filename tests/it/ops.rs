@@ -58,8 +58,18 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
     let bin = Binary::serve(
         &dir.path().join("data"),
         &[
-            "--storage-url", "s3://lake/oncehub", "--webhook-secret", SECRET, "--flush-interval", "300ms",
-            "--admin-listen", &admin_listen, "--spool-max-bytes", "64KiB", "--spool-segment-bytes", "16KiB",
+            "--storage-url",
+            "s3://lake/oncehub",
+            "--webhook-secret",
+            SECRET,
+            "--flush-interval",
+            "300ms",
+            "--admin-listen",
+            &admin_listen,
+            "--spool-max-bytes",
+            "64KiB",
+            "--spool-segment-bytes",
+            "16KiB",
         ],
         &S3Server::env(s3_port),
     );
@@ -69,8 +79,16 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
     let client = reqwest::Client::new();
 
     let (status, body) = readyz(&client, &admin).await;
-    assert_eq!((status, &body["checks"]["spool"], &body["checks"]["store"]), (200, &"ok".into(), &"ok".into()), "{body}");
-    assert_eq!(client.get(format!("{public}/metrics")).send().await.unwrap().status(), 404, "metrics stay off the public port");
+    assert_eq!(
+        (status, &body["checks"]["spool"], &body["checks"]["store"]),
+        (200, &"ok".into(), &"ok".into()),
+        "{body}"
+    );
+    assert_eq!(
+        client.get(format!("{public}/metrics")).send().await.unwrap().status(),
+        404,
+        "metrics stay off the public port"
+    );
     assert_eq!(client.get(format!("{public}/readyz")).send().await.unwrap().status(), 404);
     assert_eq!(client.get(format!("{public}/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(client.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
@@ -80,7 +98,9 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
         assert_eq!(post_signed_to(&client, &bin.url(), serde_json::to_vec(event).unwrap()).await, 200);
     }
     assert_eq!(post_signed_to(&client, &bin.url(), serde_json::to_vec(&events[0]).unwrap()).await, 200);
-    let wrong = client.post(bin.url()).header("Oncehub-Signature", format!("t={},s={}", Utc::now().timestamp(), "ab".repeat(32)));
+    let wrong = client
+        .post(bin.url())
+        .header("Oncehub-Signature", format!("t={},s={}", Utc::now().timestamp(), "ab".repeat(32)));
     assert_eq!(wrong.body("{}").send().await.unwrap().status(), 401);
     assert_eq!(client.post(bin.url()).body("{}").send().await.unwrap().status(), 401);
 
@@ -98,7 +118,10 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
     let per_booking_trigger = samples::BOOKING_VARIANTS as f64;
     assert_eq!(m.get(r#"oncehub_bridge_deliveries_received_total{event_type="booking.no_show"}"#), per_booking_trigger);
     let per_conversation_trigger = samples::CONVERSATION_VARIANTS as f64;
-    assert_eq!(m.get(r#"oncehub_bridge_deliveries_received_total{event_type="conversation.closed"}"#), per_conversation_trigger);
+    assert_eq!(
+        m.get(r#"oncehub_bridge_deliveries_received_total{event_type="conversation.closed"}"#),
+        per_conversation_trigger
+    );
     assert_eq!(m.get(r#"oncehub_bridge_deliveries_rejected_total{reason="invalid_signature"}"#), 1.0);
     assert_eq!(m.get(r#"oncehub_bridge_deliveries_rejected_total{reason="missing_signature"}"#), 1.0);
     assert_eq!(m.get("oncehub_bridge_duplicates_total"), 1.0);

@@ -22,9 +22,7 @@ fn id_or_object(v: &Value) -> Value {
 }
 
 fn micros(v: &Value) -> Value {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map_or(Value::Null, |t| json!(t.timestamp_micros()))
+    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map_or(Value::Null, |t| json!(t.timestamp_micros()))
 }
 
 fn by_id<'a>(rows: &'a [Vec<Value>], id: &str) -> &'a Vec<Value> {
@@ -135,7 +133,12 @@ async fn duckdb_reads_the_columns_with_their_types() {
     assert_eq!(app.post_signed(b"not json".to_vec()).await.status(), 200);
     let stopped = app.stop().await;
     let lake = stopped.lake.clone();
-    let q = |table: &str| duck(&format!("SELECT * FROM read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true) LIMIT 1", lake.display()));
+    let q = |table: &str| {
+        duck(&format!(
+            "SELECT * FROM read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true) LIMIT 1",
+            lake.display()
+        ))
+    };
     let b = q("bookings");
     for (col, ty) in [
         ("event_time", "TIMESTAMP WITH TIME ZONE"),

@@ -27,13 +27,22 @@ struct Deliveries {
 
 impl Deliveries {
     /// A booking event of `trigger` for `booking`, as sample variant `n % 3` with these facts.
-    fn booking(&mut self, trigger: &str, booking: &str, owner: &str, start: &str, updated: &str, conversation: Option<&str>) {
+    fn booking(
+        &mut self,
+        trigger: &str,
+        booking: &str,
+        owner: &str,
+        start: &str,
+        updated: &str,
+        conversation: Option<&str>,
+    ) {
         let n = self.events.len();
         let mut e = samples::event(trigger, &format!("EVNT-q-{n}"), n % 3, Utc::now());
         let data = &mut e["data"];
         data["id"] = json!(booking);
         // The same owner as an id string or as an expanded object: owner_id is the same either way.
-        data["owner"] = if n % 3 == 2 { json!({"id": owner, "object": "user", "first_name": "O"}) } else { json!(owner) };
+        data["owner"] =
+            if n % 3 == 2 { json!({"id": owner, "object": "user", "first_name": "O"}) } else { json!(owner) };
         data["starting_time"] = json!(start);
         data["last_updated_time"] = json!(updated);
         data["conversation"] = conversation.map_or(Value::Null, |c| json!(c));
@@ -86,7 +95,12 @@ fn known_deliveries() -> Vec<Value> {
 }
 
 fn rows(d: &crate::helpers::Duck) -> Vec<String> {
-    d.rows.iter().map(|r| r.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" | ")).collect()
+    d.rows
+        .iter()
+        .map(|r| {
+            r.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" | ")
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,17 +135,28 @@ async fn the_readme_queries_answer_their_questions_on_a_known_lake() {
     assert_eq!(
         states,
         [
-            "BKNG-1 completed USR-A", "BKNG-2 no_show USR-A", "BKNG-3 completed USR-A", "BKNG-4 no_show USR-B",
-            "BKNG-5 canceled USR-B", "BKNG-6 rescheduled USR-B", "BKNG-7 completed USR-C", "BKNG-8 scheduled USR-C",
+            "BKNG-1 completed USR-A",
+            "BKNG-2 no_show USR-A",
+            "BKNG-3 completed USR-A",
+            "BKNG-4 no_show USR-B",
+            "BKNG-5 canceled USR-B",
+            "BKNG-6 rescheduled USR-B",
+            "BKNG-7 completed USR-C",
+            "BKNG-8 scheduled USR-C",
         ],
         "{latest:#?}"
     );
     assert_eq!(
         run(&queries[1]),
         [
-            "2026-11-10 | completed | 1", "2026-11-10 | no_show | 1",
-            "2026-11-11 | canceled | 1", "2026-11-11 | completed | 1", "2026-11-11 | no_show | 1", "2026-11-11 | rescheduled | 1",
-            "2026-11-12 | completed | 1", "2026-11-12 | scheduled | 1",
+            "2026-11-10 | completed | 1",
+            "2026-11-10 | no_show | 1",
+            "2026-11-11 | canceled | 1",
+            "2026-11-11 | completed | 1",
+            "2026-11-11 | no_show | 1",
+            "2026-11-11 | rescheduled | 1",
+            "2026-11-12 | completed | 1",
+            "2026-11-12 | scheduled | 1",
         ]
     );
     assert_eq!(run(&queries[2]), ["USR-A | 1 | 3 | 0.333", "USR-B | 1 | 1 | 1.0", "USR-C | 0 | 1 | 0.0"]);

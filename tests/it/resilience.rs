@@ -60,10 +60,7 @@ async fn the_poison_delivery_is_a_dead_letter_and_the_service_keeps_running() {
     assert_eq!(dead[0][0], json!("EVNT-POISON-1"));
     assert_eq!(dead[0][1], json!("wrong_type"));
     assert!(dead[0][2].as_str().unwrap().contains("`type` must be a non-empty string"), "{:?}", dead[0]);
-    let raw = duck(&format!(
-        "SELECT decode(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet')",
-        lake.display()
-    ));
+    let raw = duck(&format!("SELECT decode(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet')", lake.display()));
     assert_eq!(raw.rows[0][0].as_str().unwrap().as_bytes(), POISON, "the exact bytes are kept");
 }
 
@@ -106,7 +103,11 @@ fn segments(spool: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn spool_cli(verb: &str, data: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge")).args(["spool", verb, "--data-dir"]).arg(data).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["spool", verb, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -362,17 +363,31 @@ async fn a_full_disk_is_503_disk_full_and_ingestion_resumes_when_space_returns()
     let lake = dir.path().join("lake");
     let mut bin = Binary::serve(
         &data,
-        &["--storage-url", lake.to_str().unwrap(), "--webhook-secret", SECRET, "--flush-interval", "1s", "--spool-min-free-bytes", "1"],
+        &[
+            "--storage-url",
+            lake.to_str().unwrap(),
+            "--webhook-secret",
+            SECRET,
+            "--flush-interval",
+            "1s",
+            "--spool-min-free-bytes",
+            "1",
+        ],
         &[],
     );
     let filler = mount.join("filler");
     let client = reqwest::Client::new();
     let big = |i: usize| {
-        format!(r#"{{"id":"EVNT-FULL-{i}","type":"booking.scheduled","data":{{"object":"booking","subject":"{}"}}}}"#, "s".repeat(200_000)).into_bytes()
+        format!(
+            r#"{{"id":"EVNT-FULL-{i}","type":"booking.scheduled","data":{{"object":"booking","subject":"{}"}}}}"#,
+            "s".repeat(200_000)
+        )
+        .into_bytes()
     };
     let post = |i: usize| {
         let body = big(i);
-        let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), &body);
+        let sig =
+            oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), &body);
         client.post(bin.url()).header("Oncehub-Signature", sig).body(body).send()
     };
     let mut accepted = Vec::new();

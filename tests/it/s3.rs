@@ -37,7 +37,8 @@ async fn deliveries_land_in_s3_and_duckdb_reads_them_there() {
     );
     assert_eq!(counts.rows, vec![vec![json!("bookings"), json!(24)], vec![json!("conversations"), json!(6)]]);
     assert_eq!(sent, 30);
-    let b = s3.duck("SELECT * FROM read_parquet('s3://lake/oncehub/bookings/*/*.parquet', hive_partitioning = true) LIMIT 1");
+    let b = s3
+        .duck("SELECT * FROM read_parquet('s3://lake/oncehub/bookings/*/*.parquet', hive_partitioning = true) LIMIT 1");
     assert_eq!(b.type_of("starting_time"), "TIMESTAMP WITH TIME ZONE");
     assert_eq!(b.type_of("duration_minutes"), "BIGINT");
     assert_eq!(b.type_of("dt"), "DATE");
@@ -82,6 +83,8 @@ async fn a_store_outage_is_retried_until_the_store_is_back() {
     dead.release();
     let s3 = S3Server::start_on(s3_port, &dir.path().join("s3"));
     assert!(bin.terminate(Duration::from_secs(60)).success(), "flushes once the store is back, then exits 0");
-    let d = s3.duck("SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
+    let d = s3.duck(
+        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+    );
     assert_eq!(d.rows[0][0], serde_json::json!(sent));
 }

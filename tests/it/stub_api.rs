@@ -14,9 +14,19 @@ use serde_json::{Value, json};
 pub const API_KEY: &str = "ohk_test_0123456789abcdef";
 
 const EVENTS: [&str; 13] = [
-    "booking.scheduled", "booking.rescheduled", "booking.reassigned", "booking.canceled_then_rescheduled",
-    "booking.canceled_reschedule_requested", "booking.canceled", "booking.completed", "booking.no_show",
-    "conversation.started", "conversation.closed", "conversation.abandoned", "booking", "conversation",
+    "booking.scheduled",
+    "booking.rescheduled",
+    "booking.reassigned",
+    "booking.canceled_then_rescheduled",
+    "booking.canceled_reschedule_requested",
+    "booking.canceled",
+    "booking.completed",
+    "booking.no_show",
+    "conversation.started",
+    "conversation.closed",
+    "conversation.abandoned",
+    "booking",
+    "conversation",
 ];
 
 #[derive(Debug, Clone)]
@@ -170,7 +180,10 @@ fn error(status: u16, request_id: u64, kind: &str, message: &str, param: Option<
 
 /// Auth, rate limit and injected failures, common to every call. `Err` is the answer to send.
 #[allow(clippy::result_large_err)]
-fn gate<'a>(req: &HttpRequest, data: &'a web::Data<Mutex<State>>) -> Result<(MutexGuard<'a, State>, u64), HttpResponse> {
+fn gate<'a>(
+    req: &HttpRequest,
+    data: &'a web::Data<Mutex<State>>,
+) -> Result<(MutexGuard<'a, State>, u64), HttpResponse> {
     let mut s = data.lock().unwrap();
     s.requests += 1;
     let id = s.requests;
@@ -251,9 +264,18 @@ async fn create(req: HttpRequest, data: web::Data<Mutex<State>>, body: web::Json
     };
     let name = body["name"].as_str().unwrap_or_default().to_owned();
     let url = body["url"].as_str().unwrap_or_default().to_owned();
-    let events: Vec<String> = body["events"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let events: Vec<String> = body["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
-        return error(400, id, "invalid_request_error", "name must contain at least one alphanumeric character", Some("name"));
+        return error(
+            400,
+            id,
+            "invalid_request_error",
+            "name must contain at least one alphanumeric character",
+            Some("name"),
+        );
     }
     if !url.starts_with("https://") {
         return error(400, id, "invalid_request_error", "url must be a valid https URL", Some("url"));

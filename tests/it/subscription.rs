@@ -71,7 +71,8 @@ async fn serve_registers_once_across_restarts_and_the_secret_verifies_at_once() 
         assert_eq!(deliver(&bin, &ours.secret).await, 200, "the subscription's secret verifies");
         assert_eq!(deliver(&bin, "not-the-secret").await, 401);
         crate::helpers::wait_for_port(admin, Duration::from_secs(10));
-        let ready: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{admin}/readyz")).await.unwrap().json().await.unwrap();
+        let ready: serde_json::Value =
+            reqwest::get(format!("http://127.0.0.1:{admin}/readyz")).await.unwrap().json().await.unwrap();
         assert_eq!(ready["checks"]["subscription"], "ok", "{ready}");
         assert!(bin.terminate(Duration::from_secs(30)).success());
     }
@@ -123,11 +124,8 @@ async fn drift_or_a_lost_secret_replaces_the_subscription_and_the_old_secret_has
     assert!(bin.terminate(Duration::from_secs(30)).success());
 
     // The URL changes, with no grace: the replaced secret is refused at once.
-    let mut bin = Binary::serve(
-        &data,
-        &["--public-url", "https://new.example.test/", "--secret-grace", "0s"],
-        &api_env(&stub),
-    );
+    let mut bin =
+        Binary::serve(&data, &["--public-url", "https://new.example.test/", "--secret-grace", "0s"], &api_env(&stub));
     let hooks = stub.hooks();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!(hooks[0].url, "https://new.example.test/webhooks/oncehub");
@@ -167,22 +165,39 @@ fn the_commands_register_list_and_unregister() {
     let data = dir.path().join("data").to_string_lossy().into_owned();
     let key = [("ONCEHUB_API_KEY", API_KEY.to_owned())];
 
-    let (out, stdout, _) = cli(&stub, &["register", "--url", PUBLIC, "--events", "booking.no_show", "--data-dir", &data], &key);
+    let (out, stdout, _) =
+        cli(&stub, &["register", "--url", PUBLIC, "--events", "booking.no_show", "--data-dir", &data], &key);
     assert!(out.status.success(), "{stdout}");
     let hook = stub.hooks()[0].clone();
     assert!(stdout.contains(&format!("registered {} -> {HOOK_URL} (1 events: booking.no_show)", hook.id)), "{stdout}");
     assert!(stdout.contains("subscription.json") && !stdout.contains(&hook.secret), "{stdout}");
-    let (out, stdout, _) = cli(&stub, &["register", "--url", PUBLIC, "--events", "booking.no_show", "--data-dir", &data, "--show-secret"], &key);
+    let (out, stdout, _) = cli(
+        &stub,
+        &["register", "--url", PUBLIC, "--events", "booking.no_show", "--data-dir", &data, "--show-secret"],
+        &key,
+    );
     assert!(out.status.success());
-    assert!(stdout.contains(&format!("already registered: {}", hook.id)) && stdout.contains(&format!("secret: {}", hook.secret)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("already registered: {}", hook.id))
+            && stdout.contains(&format!("secret: {}", hook.secret)),
+        "{stdout}"
+    );
     stub.seed("second", "https://b.example/webhooks/oncehub", &["conversation.started"]);
 
     let (out, stdout, _) = cli(&stub, &["list"], &key);
     assert!(out.status.success());
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("NAME") && lines[0].contains("EVENTS") && lines[0].contains("CREATED"));
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("NAME")
+            && lines[0].contains("EVENTS")
+            && lines[0].contains("CREATED")
+    );
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines.iter().any(|l| l.contains(&hook.id) && l.contains(HOOK_URL) && l.contains("booking.no_show")), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.contains(&hook.id) && l.contains(HOOK_URL) && l.contains("booking.no_show")),
+        "{stdout}"
+    );
 
     let (out, stdout, _) = cli(&stub, &["unregister", "--name", "second"], &key);
     assert!(out.status.success() && stdout.starts_with("deleted WHK-"), "{stdout}");
@@ -211,7 +226,10 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
 
     let (out, _, stderr) = cli(&stub, &["list"], &[("ONCEHUB_API_KEY", "ohk_wrong_key_value".to_owned())]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("401") && stderr.contains("--api-key") && !stderr.contains("ohk_wrong_key_value"), "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("--api-key") && !stderr.contains("ohk_wrong_key_value"),
+        "{stderr}"
+    );
     one_line(&stderr);
 
     stub.set_forbidden(true);

@@ -18,7 +18,14 @@ async fn a_delivery_over_https_with_a_self_signed_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, &cert_pem).unwrap();
     std::fs::write(&key_path, &key_pem).unwrap();
-    let args = ["--webhook-secret", SECRET, "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()];
+    let args = [
+        "--webhook-secret",
+        SECRET,
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ];
     let mut bin = Binary::serve(&dir.path().join("data"), &args, &[]);
 
     let client = reqwest::Client::builder()

@@ -12,7 +12,11 @@ fn write(dir: &Path, seqs: std::ops::RangeInclusive<u64>) -> (PathBuf, Vec<u64>)
     let mut out = MAGIC.to_vec();
     let mut bounds = vec![out.len() as u64];
     for s in seqs {
-        record::encode(Seq(s), &Delivery::for_test(Bytes::from(format!("{{\"n\":{s},\"pad\":\"{}\"}}", "x".repeat(40)))), &mut out);
+        record::encode(
+            Seq(s),
+            &Delivery::for_test(Bytes::from(format!("{{\"n\":{s},\"pad\":\"{}\"}}", "x".repeat(40)))),
+            &mut out,
+        );
         bounds.push(out.len() as u64);
     }
     fs::write(&path, out).unwrap();
@@ -135,7 +139,11 @@ fn truncating_an_older_segment_loses_exactly_its_cut_records() {
         assert_eq!(seen, (1..=kept).chain(11..=15).collect::<Vec<_>>(), "kept {keep}");
         assert_eq!(scan.losses.len(), 1);
         assert_eq!((scan.losses[0].first, scan.losses[0].last), (kept + 1, 10));
-        assert!(scan.losses[0].cause.contains("at the end of wal-00000000000000000001.seg"), "{}", scan.losses[0].cause);
+        assert!(
+            scan.losses[0].cause.contains("at the end of wal-00000000000000000001.seg"),
+            "{}",
+            scan.losses[0].cause
+        );
     }
 }
 
