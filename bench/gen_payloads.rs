@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use chrono::Utc;
-use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::oncehub::signature::sign;
 use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 

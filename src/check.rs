@@ -21,8 +21,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::cli::CheckArgs;
 use crate::config::{SecretSource, ServeSettings};
-use crate::http::{WEBHOOK_PATH, signature::sign};
 use crate::oncehub::{OnceHubClient, SubscriptionState};
+use crate::oncehub::{WEBHOOK_PATH, signature::sign};
 use crate::schema::Table;
 use crate::secret::{WebhookSecret, read_secret_file, secret_file};
 use crate::sink::{ObjectKey, open_store};

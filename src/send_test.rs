@@ -5,8 +5,8 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 
 use crate::cli::SendTestArgs;
-use crate::http::signature::sign;
 use crate::oncehub::SubscriptionState;
+use crate::oncehub::signature::sign;
 use crate::samples;
 use crate::secret::{WebhookSecret, read_secret_file, secret_file};
 

@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, BatcherError, BatcherReport};
 use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
-use crate::http::{self, AdminState, WebhookState, signature::Verifier};
+use crate::http::{self, AdminState, WebhookState};
 use crate::metrics;
+use crate::oncehub::WEBHOOK_PATH;
+use crate::oncehub::signature::Verifier;
 use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
@@ -180,7 +182,7 @@ impl Application {
         .run();
         tracing::info!(
             listen = %settings.listen, port, admin_port, https = settings.tls.is_some(), storage = %settings.storage, data_dir = %data_dir.display(),
-            secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", http::WEBHOOK_PATH
+            secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", WEBHOOK_PATH
         );
         let admin = admin_server.map(|server| (server.handle(), tokio::spawn(server)));
         Ok(Application {
@@ -309,7 +311,7 @@ fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, Start
             tracing::info!(
                 "send a signed test delivery with: oncehub-bridge send-test-event --all --url http://{}{} --data-dir {}",
                 settings.listen,
-                http::WEBHOOK_PATH,
+                WEBHOOK_PATH,
                 settings.data_dir.display()
             );
             Ok(vec![secret])

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use super::signature::SignatureError;
+use crate::oncehub::signature::SignatureError;
 use crate::spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@
 mod body;
 mod error;
 mod health;
-pub mod signature;
 mod webhook;
 
 pub use error::WebhookError;
@@ -16,11 +15,9 @@ pub use health::AdminState;
 
 use actix_web::web;
 
+use crate::oncehub::WEBHOOK_PATH;
+use crate::oncehub::signature::Verifier;
 use crate::spool::Spool;
-use signature::Verifier;
-
-/// The path OnceHub posts to.
-pub const WEBHOOK_PATH: &str = "/webhooks/oncehub";
 
 /// What the webhook handler needs, shared by all workers.
 #[derive(Debug)]

@@ -12,10 +12,10 @@ use std::time::Instant;
 use chrono::Utc;
 
 use super::body::read_limited;
-use super::signature::{SignatureError, SignatureHeader};
 use super::{WebhookError, WebhookState};
 use crate::event::{Trigger, peek};
 use crate::metrics;
+use crate::oncehub::signature::{SignatureError, SignatureHeader};
 use crate::spool::{Appended, Delivery, EventKey};
 
 pub(super) async fn receive(

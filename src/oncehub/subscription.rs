@@ -13,12 +13,12 @@ use std::time::Duration;
 use chrono::Utc;
 use url::Url;
 
+use super::WEBHOOK_PATH;
 use super::client::OnceHubClient;
 use super::dto::{CreateWebhook, Webhook};
 use super::error::{ApiError, ApiErrorKind};
 use super::state::{StateFileError, SubscriptionState};
 use crate::event::{BOOKING_TRIGGERS, CONVERSATION_TRIGGERS};
-use crate::http::WEBHOOK_PATH;
 
 /// Composite triggers (every booking / conversation event), documented in older references.
 const COMPOSITES: [&str; 2] = ["booking", "conversation"];

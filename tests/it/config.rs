@@ -129,7 +129,7 @@ async fn serve_runs_on_the_config_file() {
     let client = reqwest::Client::new();
     let event = &samples::all_events("cfg", Utc::now())[0];
     let body = serde_json::to_vec(event).unwrap();
-    let signature = oncehub_bridge::http::signature::sign(
+    let signature = oncehub_bridge::oncehub::signature::sign(
         &oncehub_bridge::secret::WebhookSecret::parse(secret).unwrap(),
         Utc::now().timestamp(),
         &body,

@@ -52,8 +52,11 @@ async fn pump(url: &str, ledger: &Arc<Mutex<Ledger>>, workers: usize) {
             tokio::spawn(async move {
                 loop {
                     let Some((id, body)) = ledger.lock().unwrap().queue.pop_front() else { return };
-                    let sig =
-                        oncehub_bridge::http::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
+                    let sig = oncehub_bridge::oncehub::signature::sign(
+                        &crate::helpers::secret(),
+                        Utc::now().timestamp(),
+                        &body,
+                    );
                     let sent = client.post(&url).header("Oncehub-Signature", sig).body(body.clone()).send().await;
                     let mut l = ledger.lock().unwrap();
                     match sent {
@@ -171,7 +174,7 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
     let mut accepted_bytes = 0;
     let refused = loop {
         let (id, body) = pending.pop_front().expect("the budget bites before the deliveries run out");
-        let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
+        let sig = oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
         let resp = client.post(bin.url()).header("Oncehub-Signature", sig).body(body.clone()).send().await.unwrap();
         if resp.status() == 200 {
             accepted_bytes += body.len();
@@ -261,7 +264,8 @@ async fn the_same_event_twice_and_again_after_a_restart_gives_one_row() {
     let post = |url: String, body: Vec<u8>| {
         let client = client.clone();
         async move {
-            let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
+            let sig =
+                oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), Utc::now().timestamp(), &body);
             let r = client.post(url).header("Oncehub-Signature", sig).body(body).send().await.unwrap();
             assert_eq!(r.status(), 200);
             r.json::<serde_json::Value>().await.unwrap()["status"].as_str().unwrap().to_owned()

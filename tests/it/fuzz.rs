@@ -159,7 +159,7 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     let (mut accepted, mut duplicates) = (0usize, 0usize);
     for (name, body) in &bodies {
         let sig =
-            oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), body);
+            oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), body);
         let resp = client.post(bin.url()).header("Oncehub-Signature", sig).body(body.clone()).send().await.unwrap();
         let status = resp.status();
         let answer: Value = resp.json().await.unwrap_or(Value::Null);

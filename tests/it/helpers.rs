@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use oncehub_bridge::batcher::{BatcherReport, FlushLimits};
 use oncehub_bridge::config::{SecretSource, ServeSettings};
-use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::oncehub::signature::sign;
 use oncehub_bridge::secret::WebhookSecret;
 use oncehub_bridge::sink::StorageUrl;
 use oncehub_bridge::spool::SpoolOptions;

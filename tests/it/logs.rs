@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::oncehub::signature::sign;
 use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 use serde_json::Value;

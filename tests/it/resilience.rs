@@ -283,7 +283,7 @@ async fn http_edges_a_stalled_body_times_out_an_endless_one_is_cut_and_head_answ
     let answer = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), b"{}");
+        let sig = oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), b"{}");
         write!(s, "POST /webhooks/oncehub HTTP/1.1\r\nHost: x\r\nOncehub-Signature: {sig}\r\nContent-Length: 100\r\n\r\n{{\"id\":").unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
@@ -296,7 +296,7 @@ async fn http_edges_a_stalled_body_times_out_an_endless_one_is_cut_and_head_answ
     let written = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-        let sig = oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), b"");
+        let sig = oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), b"");
         write!(s, "POST /webhooks/oncehub HTTP/1.1\r\nHost: x\r\nOncehub-Signature: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
         let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
         let mut written = 0usize;
@@ -387,7 +387,7 @@ async fn a_full_disk_is_503_disk_full_and_ingestion_resumes_when_space_returns()
     let post = |i: usize| {
         let body = big(i);
         let sig =
-            oncehub_bridge::http::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), &body);
+            oncehub_bridge::oncehub::signature::sign(&crate::helpers::secret(), chrono::Utc::now().timestamp(), &body);
         client.post(bin.url()).header("Oncehub-Signature", sig).body(body).send()
     };
     let mut accepted = Vec::new();

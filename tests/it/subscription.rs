@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::Utc;
-use oncehub_bridge::http::signature::sign;
+use oncehub_bridge::oncehub::signature::sign;
 use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 

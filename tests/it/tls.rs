@@ -35,7 +35,7 @@ async fn a_delivery_over_https_with_a_self_signed_certificate() {
         .unwrap();
     let url = format!("https://localhost:{}/webhooks/oncehub", bin.port);
     let body = serde_json::to_vec(&samples::all_events("tls", Utc::now())[0]).unwrap();
-    let signature = oncehub_bridge::http::signature::sign(&secret(), Utc::now().timestamp(), &body);
+    let signature = oncehub_bridge::oncehub::signature::sign(&secret(), Utc::now().timestamp(), &body);
     let resp = client.post(&url).header("Oncehub-Signature", signature).body(body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["status"], "accepted");
