@@ -12,8 +12,8 @@
 use std::io::Write;
 
 use chrono::Utc;
+use oncehub_bridge::commands::samples;
 use oncehub_bridge::oncehub::signature::sign;
-use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 
 fn main() -> anyhow::Result<()> {

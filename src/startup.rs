@@ -16,16 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, BatcherError, BatcherReport};
 use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
+use crate::http::tls;
 use crate::http::{self, AdminState, WebhookState};
+use crate::instance;
 use crate::metrics;
 use crate::oncehub::WEBHOOK_PATH;
 use crate::oncehub::signature::Verifier;
 use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::{self, SecretFileError, WebhookSecret};
-use crate::sink::{StoreError, Uploader, WriterId, open_store};
+use crate::sink::{StoreError, Uploader, open_store};
 use crate::spool::{OpenError, Spool};
-use crate::tls;
 
 /// How long start-up waits for the replay before serving anyway. The replay only stalls when the
 /// store is down and the backlog exceeds one file; new deliveries then queue behind it on disk.
@@ -86,7 +87,7 @@ impl Application {
         metrics::handle();
         let catalog = Arc::new(Catalog::load()?);
 
-        let writer = WriterId::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
+        let writer = instance::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
         let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
         // After the spool's lock: a second instance on this data dir stops before it touches
         // the subscription or the secret files.

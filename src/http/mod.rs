@@ -8,6 +8,7 @@
 mod body;
 mod error;
 mod health;
+pub mod tls;
 mod webhook;
 
 pub use error::WebhookError;

@@ -4,7 +4,6 @@
 //! Written atomically (temporary file, fsync, rename, fsync of the directory) with mode 0600, right
 //! after a subscription is created, so a secret OnceHub signs with is never only in memory.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -100,19 +99,8 @@ impl SubscriptionState {
 
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
         let write = || -> std::io::Result<()> {
-            let tmp = path.with_extension("json.tmp");
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut file = opts.open(&tmp)?;
-            file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
+            let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+            crate::fsutil::replace(path, &bytes, true)
         };
         write().map_err(|source| StateFileError::Write { path: path.into(), source })
     }

@@ -24,31 +24,6 @@ impl WriterId {
         WriterId(uuid::Uuid::now_v7().to_string())
     }
 
-    /// The instance id kept in `path`, created on first use. It must survive restarts: replayed
-    /// files then get the same names as before the crash.
-    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<WriterId> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => WriterId::parse(text.trim()).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} does not hold an instance id", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = WriterId::generate();
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, format!("{}\n", id.0))?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                Ok(id)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -102,15 +77,5 @@ mod tests {
         assert!(WriterId::parse("a/b").is_none());
         assert!(WriterId::parse("").is_none());
         assert_ne!(WriterId::generate(), WriterId::generate());
-    }
-
-    #[test]
-    fn the_instance_id_survives_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("instance-id");
-        let first = WriterId::load_or_create(&path).unwrap();
-        assert_eq!(WriterId::load_or_create(&path).unwrap(), first);
-        std::fs::write(&path, "not/valid").unwrap();
-        assert!(WriterId::load_or_create(&path).unwrap_err().to_string().contains("instance-id"));
     }
 }

@@ -22,8 +22,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::segment::{self, Cursor, CursorError, MAGIC};
-use super::state::sync_dir;
 use super::{Record, Seq};
+use crate::fsutil::sync_dir;
 
 /// Whether recovery may change files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

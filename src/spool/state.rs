@@ -6,16 +6,16 @@
 //! the records of that partition in that range. After a crash, replay cuts the same files at the
 //! same boundaries, so they get the same object names and the create-only PUT finds them there.
 //!
-//! The file is replaced atomically: write a temporary file, fsync it, rename it over the old one,
-//! fsync the directory.
+//! The file is replaced atomically (see `fsutil::replace`).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::Seq;
+use crate::fsutil;
 
 /// A Parquet file about to be uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,6 @@ pub enum StateError {
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
-    dir: PathBuf,
     pub state: SpoolState,
 }
 
@@ -70,7 +69,7 @@ impl StateFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => SpoolState::default(),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        Ok(StateFile { path, dir: dir.to_owned(), state })
+        Ok(StateFile { path, state })
     }
 
     /// Moves a damaged state file into `<spool>/quarantine/` and writes a fresh one holding only
@@ -88,7 +87,7 @@ impl StateFile {
         }
         fs::rename(&path, &target).map_err(io_err)?;
         let state = SpoolState { checkpoint, ..SpoolState::default() };
-        let fresh = StateFile { path: path.clone(), dir: dir.to_owned(), state };
+        let fresh = StateFile { path: path.clone(), state };
         fresh.save()?;
         Ok(target)
     }
@@ -96,19 +95,9 @@ impl StateFile {
     /// Writes the current state durably.
     pub fn save(&self) -> Result<(), StateError> {
         let io_err = |source| StateError::Io { path: self.path.clone(), source };
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| io_err(io::Error::other(e)))?;
-        let mut file = fs::File::create(&tmp).map_err(io_err)?;
-        file.write_all(&bytes).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        fs::rename(&tmp, &self.path).map_err(io_err)?;
-        sync_dir(&self.dir).map_err(io_err)
+        fsutil::replace(&self.path, &bytes, false).map_err(io_err)
     }
-}
-
-/// Makes a directory's entries (creations, renames, deletions) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

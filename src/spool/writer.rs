@@ -20,8 +20,8 @@ use chrono::Utc;
 
 use super::dedup::EventKey;
 use super::segment::{self, MAGIC};
-use super::state::sync_dir;
 use super::{Delivery, Durable, Seq, Shared, record};
+use crate::fsutil::sync_dir;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const DEDUP_EXPIRY: Duration = Duration::from_secs(600);

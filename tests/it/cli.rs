@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 
 use crate::helpers::{Binary, SECRET, duck, post_signed_to, send_test_events};
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 
 use crate::helpers::{Binary, duck, post_signed_to};
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use rand::Rng;
 use serde_json::json;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use serde_json::json;
 
 use crate::helpers::{TestApp, duck, parquet_files};

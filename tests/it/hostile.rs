@@ -2,8 +2,8 @@
 //! signed body is kept, in its table or in dead_letter with the reason.
 
 use chrono::Utc;
+use oncehub_bridge::commands::samples;
 use oncehub_bridge::oncehub::signature::sign;
-use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 use serde_json::{Value, json};
 

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use oncehub_bridge::commands::samples;
 use oncehub_bridge::oncehub::signature::sign;
-use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 use serde_json::Value;
 

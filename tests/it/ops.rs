@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use serde_json::Value;
 
 use crate::helpers::{Binary, DeadStore, S3Server, SECRET, free_port, parquet_files, post_signed_to, wait_for_port};

@@ -1,7 +1,7 @@
 //! Every trigger and shape variant lands in its table with its values, typed as the schema says.
 
 use chrono::{DateTime, Utc};
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, duck};

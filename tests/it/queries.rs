@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use serde_json::{Value, json};
 
 use crate::helpers::{Binary, SECRET, duck, post_signed_to};

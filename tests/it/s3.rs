@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 use serde_json::json;
 
 use crate::helpers::{Binary, DeadStore, S3_SECRET, S3Server, SECRET, free_port, post_signed_to};

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::Utc;
+use oncehub_bridge::commands::samples;
 use oncehub_bridge::oncehub::signature::sign;
-use oncehub_bridge::samples;
 use oncehub_bridge::secret::WebhookSecret;
 
 use crate::helpers::Binary;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use oncehub_bridge::samples;
+use oncehub_bridge::commands::samples;
 
 use crate::helpers::{Binary, SECRET, secret};
 

@@ -4,10 +4,10 @@
 use anyhow::{Context, bail};
 use chrono::Utc;
 
+use super::samples;
 use crate::cli::SendTestArgs;
 use crate::oncehub::SubscriptionState;
 use crate::oncehub::signature::sign;
-use crate::samples;
 use crate::secret::{WebhookSecret, read_secret_file, secret_file};
 
 pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
