@@ -31,226 +31,34 @@
 //!   whatever the segment size.
 
 mod dedup;
+mod open;
 mod reader;
 mod record;
 mod recovery;
+mod salvage;
 mod segment;
+mod shared;
 mod state;
+mod types;
 mod writer;
 
 pub use dedup::EventKey;
+pub use open::{Checked, check};
 pub use reader::SpoolReader;
 pub use recovery::{Loss, Mode, RecoveryError, Scan, SegmentReport};
 pub use state::{FlushIntent, StateError};
+pub use types::{Appended, Delivery, OpenError, Record, Recovered, Seq, SpoolError, SpoolOptions, SpoolStats};
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::fs;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use self::dedup::{DedupLog, DedupMap, Entry};
-use self::state::StateFile;
-use crate::metrics;
-
-/// A record's position in the spool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seq(pub u64);
-
-/// One accepted delivery, as the receiver saw it.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub received_at: DateTime<Utc>,
-    pub remote_addr: Option<SocketAddr>,
-    /// The verified signature's `t`.
-    pub signature_timestamp: i64,
-    /// The event id's dedup key, when the body has an id.
-    pub event_key: Option<EventKey>,
-    pub body: Bytes,
-}
-
-impl Delivery {
-    #[cfg(test)]
-    pub fn for_test(body: Bytes) -> Delivery {
-        Delivery { received_at: Utc::now(), remote_addr: None, signature_timestamp: 0, event_key: None, body }
-    }
-}
-
-/// A delivery with its sequence number.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub seq: Seq,
-    pub delivery: Delivery,
-}
-
-/// What happened to an appended delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Appended {
-    /// Written and fsynced at this sequence number.
-    Stored(Seq),
-    /// Its event id was accepted before, within the window: nothing written.
-    Duplicate,
-}
-
-/// Limits and places.
-#[derive(Debug, Clone)]
-pub struct SpoolOptions {
-    pub dir: PathBuf,
-    /// Refuse appends once segments on disk would exceed this.
-    pub max_bytes: u64,
-    /// Roll to a new segment at this size.
-    pub segment_bytes: u64,
-    /// Refuse appends when the file system has less free space than this.
-    pub min_free_bytes: u64,
-    /// How long an accepted event id is remembered.
-    pub dedup_window: Duration,
-}
-
-/// The spool could not take a delivery.
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    #[error("the spool is closed: the service is shutting down")]
-    Closed,
-    #[error("the spool holds its limit of {limit} bytes of deliveries not yet written to the store")]
-    Full { limit: u64 },
-    #[error("the disk holding the spool is nearly full")]
-    DiskFull,
-    #[error("the spool could not write to disk")]
-    Write,
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("cannot read spool segment {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-}
-
-/// The spool could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("cannot use the spool directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("another oncehub-bridge is using {0}; each instance needs its own --data-dir")]
-    Locked(PathBuf),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Recovery(#[from] RecoveryError),
-    #[error("there is no spool at {0}: is --data-dir the one `serve` uses?")]
-    NoSpool(PathBuf),
-}
-
-/// What start-up found in the spool.
-#[derive(Debug, Clone)]
-pub struct Recovered {
-    pub checkpoint: Seq,
-    /// The highest sequence number on disk; the reader replays `checkpoint+1 ..= last` first.
-    pub last: Seq,
-    /// Intents of files that may already be in the store; replay must cut the same files.
-    pub intents: Vec<FlushIntent>,
-    pub truncated: Option<String>,
-    /// Records above the checkpoint that damage took (each range is also logged and counted).
-    pub losses: Vec<Loss>,
-    pub dedup_keys: usize,
-    /// Damaged dedup entries skipped: their ids are forgotten.
-    pub dedup_damaged: usize,
-}
-
-/// Counters, for logs and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SpoolStats {
-    pub records: u64,
-    pub fsyncs: u64,
-    pub duplicates: u64,
-    pub disk_bytes: u64,
-    /// Records on disk whose rows are not yet acknowledged as in the store.
-    pub backlog: u64,
-}
-
-/// The durable end of the log, published by the writer.
-#[derive(Debug, Clone, Copy)]
-struct Durable {
-    /// First sequence number of the active segment.
-    segment: u64,
-    /// Bytes of the active segment that are fsynced.
-    offset: u64,
-    last: Seq,
-    closed: bool,
-}
-
-/// A batch's outcome: its first sequence number, or whether the write failed for a full disk.
-type BatchResult = Option<Result<u64, WriteFailed>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteFailed {
-    DiskFull,
-    Other,
-}
-
-/// ENOSPC and EDQUOT: the disk (or the quota) is full.
-fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(rustix::io::Errno::from_io_error(e), Some(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT))
-}
-
-/// Guarded by one mutex, held only for bookkeeping (never across I/O).
-struct Inner {
-    pending: Vec<Delivery>,
-    pending_bytes: u64,
-    /// Number of the batch `pending` will be written in.
-    batch: u64,
-    batch_done: watch::Sender<BatchResult>,
-    dedup: DedupMap,
-    closed: bool,
-    /// Every segment byte on disk.
-    disk_bytes: u64,
-    /// (first seq, size) of each segment; the last one is active.
-    segments: VecDeque<(u64, u64)>,
-    /// (last seq, segment first seq, end offset) of each written batch not yet acknowledged.
-    boundaries: VecDeque<(u64, u64, u64)>,
-    /// (segment first seq, offset): the segment bytes up to here hold acknowledged records only.
-    acked_to: Option<(u64, u64)>,
-    low_disk: bool,
-    /// The last append was refused for the size limit, and nothing was trimmed since.
-    refused_full: bool,
-}
-
-impl Inner {
-    /// Segment bytes on disk that hold records not yet acknowledged (the budget's measure).
-    fn unacked_bytes(&self) -> u64 {
-        let acked = match (self.acked_to, self.segments.front()) {
-            (Some((segment, offset)), Some((first, _))) if segment == *first => offset,
-            _ => 0,
-        };
-        self.disk_bytes.saturating_sub(acked)
-    }
-}
-
-struct Shared {
-    opts: SpoolOptions,
-    inner: Mutex<Inner>,
-    wake: Condvar,
-    durable: watch::Sender<Durable>,
-    /// The number of the last batch whose write finished, well or not.
-    finished_batch: watch::Sender<u64>,
-    dedup_log: Mutex<DedupLog>,
-    state: Mutex<StateFile>,
-    acked: AtomicU64,
-    records: AtomicU64,
-    fsyncs: AtomicU64,
-    duplicates: AtomicU64,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    _lock: File,
-}
-
-impl Shared {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use self::dedup::Entry;
+use self::open::Opened;
+use self::shared::{BatchResult, Durable, Inner, Shared, WriteFailed};
 
 /// The writing side, shared by every request handler and the batcher.
 #[derive(Clone)]
@@ -270,56 +78,14 @@ enum Wait {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool, recovers it, and starts the writer thread.
+    /// Opens (or creates) the spool, recovers it (see `open`), and starts the writer thread.
     pub fn open(opts: SpoolOptions) -> Result<(Spool, SpoolReader, Recovered), OpenError> {
         let dir = opts.dir.clone();
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| OpenError::Io { path, source }
-        };
-        let lock = lock(&dir)?;
-        let state = open_state(&dir, Mode::Repair)?;
-        let checkpoint = Seq(state.state.checkpoint);
-
-        let mut dedup_log = DedupLog::new(dir.join("dedup")).map_err(io(&dir))?;
-        let cutoff = Utc::now().timestamp() - opts.dedup_window.as_secs() as i64;
-        let mut dedup = DedupMap::default();
-        let loaded = dedup_log.load(&mut dedup, cutoff).map_err(io(&dir.join("dedup")))?;
-        crate::metrics::dedup_damaged(loaded.damaged as u64);
-        let mut spooled_keys = Vec::new();
-        let known = state.state.lost.clone();
-        let scan = recovery::scan(&dir, checkpoint, &known, Mode::Repair, |r| {
-            let secs = r.delivery.received_at.timestamp();
-            if let (Some(key), true) = (r.delivery.event_key, secs >= cutoff) {
-                dedup.insert(key, Entry { accepted_secs: secs, batch: 0 });
-                spooled_keys.push((key, secs));
-            }
-        })?;
-        // Keys seen only in segments go to the day files too, before any segment can be trimmed.
-        dedup_log.append(&spooled_keys).and_then(|()| dedup_log.sync()).map_err(io(&dir.join("dedup")))?;
-
-        metrics::records_lost(scan.lost());
-        let mut state = state;
-        remember_losses(&mut state, &scan)?;
-        let next = scan.last.0 + 1;
-        let mut segments: VecDeque<(u64, u64)> =
-            scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
-        let active = writer::Active::create(&dir, next).map_err(io(&segment::path(&dir, next)))?;
-        segments.push_back((next, active.offset));
+        let Opened { lock, state, dedup_log, dedup, segments, active, recovered } = open::open(&opts)?;
+        let (checkpoint, next) = (recovered.checkpoint, recovered.last.0 + 1);
         let disk_bytes = segments.iter().map(|(_, size)| size).sum();
-        let intents: Vec<_> = state.state.intents.iter().filter(|i| i.last > checkpoint.0).cloned().collect();
-        let recovered = Recovered {
-            checkpoint,
-            last: scan.last,
-            intents,
-            truncated: scan.truncated,
-            losses: scan.losses,
-            dedup_keys: dedup.len(),
-            dedup_damaged: loaded.damaged,
-        };
-
         let (batch_done, _) = watch::channel(None);
-        let durable = Durable { segment: next, offset: active.offset, last: scan.last, closed: false };
+        let durable = Durable { segment: next, offset: active.offset, last: recovered.last, closed: false };
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 pending: Vec::new(),
@@ -350,11 +116,12 @@ impl Spool {
         });
         let spool = Spool { shared: shared.clone() };
         spool.trim(checkpoint);
-        let handle = writer::spawn(shared.clone(), active, next).map_err(io(&dir))?;
+        let handle = writer::spawn(shared.clone(), active, next)
+            .map_err(|source| OpenError::Io { path: dir.clone(), source })?;
         *shared.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         let reader = SpoolReader::new(shared, Seq(checkpoint.0 + 1));
         tracing::info!(
-            dir = %dir.display(), checkpoint = checkpoint.0, replay = scan.last.0 - checkpoint.0,
+            dir = %dir.display(), checkpoint = checkpoint.0, replay = recovered.last.0 - checkpoint.0,
             dedup_ids = recovered.dedup_keys, "spool opened"
         );
         Ok((spool, reader, recovered))
@@ -547,85 +314,6 @@ impl Spool {
             tracing::error!("the spool writer thread panicked");
         }
     }
-}
-
-/// Takes the spool directory's lock (creating the directory): one process per spool.
-fn lock(dir: &Path) -> Result<File, OpenError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OpenError::Io { path, source }
-    };
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let lock_path = dir.join("LOCK");
-    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-    if lock.try_lock().is_err() {
-        return Err(OpenError::Locked(dir.to_owned()));
-    }
-    Ok(lock)
-}
-
-/// Reads the state file. A damaged one is, when repairing, quarantined and replaced by a state
-/// whose checkpoint is just below the oldest segment (everything before it was trimmed, so it is
-/// in the store); its flush intents are lost, so rows replayed since may be written twice.
-fn open_state(dir: &Path, mode: Mode) -> Result<StateFile, OpenError> {
-    match StateFile::open(dir) {
-        Err(e @ StateError::Invalid { .. }) if mode == Mode::Repair => {
-            let oldest = segment::list(dir)
-                .map_err(|source| OpenError::Io { path: dir.to_owned(), source })?
-                .first()
-                .map(|(f, _)| *f);
-            let checkpoint = oldest.unwrap_or(1).saturating_sub(1);
-            let moved = StateFile::reset(dir, checkpoint)?;
-            tracing::error!(
-                error = %e, quarantined = %moved.display(), checkpoint,
-                "the spool state file is damaged: moved it to quarantine and resumed after the oldest segment; rows replayed from here may be written twice"
-            );
-            Ok(StateFile::open(dir)?)
-        }
-        other => Ok(other?),
-    }
-}
-
-/// What `spool verify` / `spool repair` found.
-#[derive(Debug)]
-pub struct Checked {
-    pub checkpoint: Seq,
-    pub scan: Scan,
-    /// Set when the state file cannot be read (inspecting: repair would reset it).
-    pub state_error: Option<String>,
-    /// Gaps lost and reported before (by an earlier start or repair).
-    pub known: Vec<(u64, u64)>,
-}
-
-/// Reads the spool in `dir` without starting it: `Mode::Inspect` changes nothing, `Mode::Repair`
-/// does what start-up does (cut a torn tail, rewrite damaged segments, quarantine originals,
-/// reset a damaged state file). Takes the spool's lock, so it refuses to run beside `serve`.
-pub fn check(dir: &Path, mode: Mode) -> Result<Checked, OpenError> {
-    if !dir.is_dir() {
-        return Err(OpenError::NoSpool(dir.to_owned()));
-    }
-    let _lock = lock(dir)?;
-    let (state, state_error) = match open_state(dir, mode) {
-        Ok(state) => (Some(state), None),
-        Err(OpenError::State(e)) if mode == Mode::Inspect => (None, Some(e.to_string())),
-        Err(e) => return Err(e),
-    };
-    let checkpoint = Seq(state.as_ref().map_or(0, |s| s.state.checkpoint));
-    let known = state.as_ref().map(|s| s.state.lost.clone()).unwrap_or_default();
-    let scan = recovery::scan(dir, checkpoint, &known, mode, |_| {})?;
-    if let (Some(mut state), Mode::Repair) = (state, mode) {
-        remember_losses(&mut state, &scan)?;
-    }
-    Ok(Checked { checkpoint, scan, state_error, known })
-}
-
-/// Records the losses recovery just reported, so later starts know those gaps.
-fn remember_losses(state: &mut StateFile, scan: &Scan) -> Result<(), StateError> {
-    if scan.losses.is_empty() {
-        return Ok(());
-    }
-    state.state.lost.extend(scan.losses.iter().map(|l| (l.first, l.last)));
-    state.save()
 }
 
 async fn blocking<T: Send + 'static>(

@@ -1,6 +1,10 @@
 //! The spool against a real directory: ordering, group commit, replay, dedup, budget, trimming.
 
 use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 fn options(dir: &Path) -> SpoolOptions {
     SpoolOptions {

@@ -52,7 +52,7 @@ pub fn spawn(shared: Arc<Shared>, active: Active, next: u64) -> io::Result<std::
 struct Batch {
     number: u64,
     deliveries: Vec<Delivery>,
-    done: tokio::sync::watch::Sender<super::BatchResult>,
+    done: tokio::sync::watch::Sender<super::shared::BatchResult>,
 }
 
 fn run(shared: &Shared, mut active: Active, mut next: u64) {
@@ -103,7 +103,7 @@ fn run(shared: &Shared, mut active: Active, mut next: u64) {
                 }
             }
             Err(e) => {
-                let full = super::is_disk_full(&e);
+                let full = super::shared::is_disk_full(&e);
                 tracing::error!(error = %e, records = deliveries.len(), disk_full = full, "spool write failed; answering 503 for this batch");
                 let mut inner = shared.inner();
                 inner.dedup.forget_batch(deliveries.iter().filter_map(|d| d.event_key), number);
@@ -112,7 +112,8 @@ fn run(shared: &Shared, mut active: Active, mut next: u64) {
                     inner.low_disk = true;
                 }
                 drop(inner);
-                let failure = if full { super::WriteFailed::DiskFull } else { super::WriteFailed::Other };
+                let failure =
+                    if full { super::shared::WriteFailed::DiskFull } else { super::shared::WriteFailed::Other };
                 done.send_replace(Some(Err(failure)));
                 shared.finished_batch.send_replace(number);
             }
