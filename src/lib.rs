@@ -43,8 +43,11 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
     match layered.cli.command {
         Command::Serve(args) => {
             let settings = config::ServeSettings::from_args(args)?;
+            // Listening before the build ends (the listeners are bound first): a SIGTERM during
+            // the build, the spool's replay say, must stop the service cleanly, not kill it.
+            let stop = shutdown::on_signal();
             let app = startup::Application::build(settings).await?;
-            app.run_until_stopped(shutdown::on_signal()).await?;
+            app.run_until_stopped(stop).await?;
             Ok(())
         }
         Command::SendTestEvent(args) => commands::send_test::run(args).await,

@@ -1,32 +1,40 @@
-//! Building and running the service: [`Application::build`] resolves secrets, opens the store,
-//! opens and recovers the spool, starts the batcher, waits until it has replayed every record the
-//! store may not have (bounded by [`REPLAY_WAIT`]), then binds the listener;
+//! Building and running the service. [`Application::build`] runs in named steps: read the TLS
+//! files, bind the listeners (a port in use stops the start before anything is created), open the
+//! store, the instance id and the spool (recovering it), resolve the secrets (see `secrets`), start
+//! the batcher, wait until it has replayed every record the store may not have (bounded by
+//! [`REPLAY_WAIT`]), start the HTTP servers, say it is ready.
 //! [`Application::run_until_stopped`] serves until the stop token fires, then shuts down in a fixed
-//! order within the deadline: stop accepting and finish in-flight requests → close the spool →
-//! batcher drains, flushes every pending file and acknowledges → writer thread exits → return.
+//! order within the deadline: stop accepting and finish in-flight requests (a third of the deadline
+//! at most) → close the spool → the batcher drains, flushes every pending file and acknowledges →
+//! the writer thread exits → return.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, BatcherError, BatcherReport};
-use crate::config::{SecretSource, ServeSettings, SubscriptionSettings};
+use crate::config::ServeSettings;
 use crate::http::tls;
-use crate::http::{self, AdminState, WebhookState};
+use crate::http::{AdminState, WebhookState};
 use crate::instance;
 use crate::metrics;
+use crate::oncehub::SubscriptionError;
 use crate::oncehub::WEBHOOK_PATH;
 use crate::oncehub::signature::Verifier;
-use crate::oncehub::{OnceHubClient, SubscriptionError, SubscriptionWatch, ensure};
 use crate::schema::{Catalog, SchemaError};
-use crate::secret::{self, SecretFileError, WebhookSecret};
+use crate::secret::SecretFileError;
 use crate::sink::{StoreError, Uploader, open_store};
 use crate::spool::{OpenError, Spool};
+
+mod secrets;
+mod servers;
+
+use secrets::Secrets;
+use servers::{AdminServer, Listeners};
 
 /// How long start-up waits for the replay before serving anyway. The replay only stalls when the
 /// store is down and the backlog exceeds one file; new deliveries then queue behind it on disk.
@@ -51,7 +59,7 @@ pub enum StartupError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Server(std::io::Error),
@@ -69,7 +77,7 @@ pub struct Application {
     admin_port: Option<u16>,
     server: actix_web::dev::Server,
     /// The `--admin-listen` server: stopped last, so `/readyz` and `/metrics` answer during the drain.
-    admin: Option<(actix_web::dev::ServerHandle, JoinHandle<std::io::Result<()>>)>,
+    admin: Option<AdminServer>,
     spool: Spool,
     batcher: JoinHandle<Result<BatcherReport, BatcherError>>,
     abort: CancellationToken,
@@ -77,31 +85,25 @@ pub struct Application {
 }
 
 impl Application {
+    /// Builds the service in named steps; each failure stops the start with one clear line.
     pub async fn build(settings: ServeSettings) -> Result<Application, StartupError> {
-        // Files first: a bad certificate stops the start before anything else happens.
+        // Files and sockets first: a bad certificate or a port in use stops the start before
+        // anything is created or logged as ready.
         let tls_config = settings.tls.as_ref().map(tls::server_config).transpose()?;
+        let listeners = Listeners::bind(&settings)?;
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let store = open_store(&settings.storage)?;
         metrics::handle();
-        let catalog = Arc::new(Catalog::load()?);
-
         let writer = instance::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
         let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
         // After the spool's lock: a second instance on this data dir stops before it touches
         // the subscription or the secret files.
-        let (secrets, expiring, subscription) = match &settings.subscription {
-            Some(sub) => {
-                let (secrets, expiring, watch) = subscribe(&settings, sub).await?;
-                (secrets, expiring, Some(watch))
-            }
-            None => (resolve_secrets(&settings)?, Vec::new(), None),
-        };
-        let progress = reader.progress();
+        let secrets = Secrets::resolve(&settings).await?;
         let abort = CancellationToken::new();
         let batcher = Batcher::new(
-            catalog,
+            Arc::new(Catalog::load()?),
             settings.flush,
             writer,
             Uploader::new(store.clone()),
@@ -109,86 +111,27 @@ impl Application {
             (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
         );
+        let progress = reader.progress();
         let batcher = tokio::spawn(batcher.run(reader));
-        let to_replay = recovered.last.0 - recovered.checkpoint.0;
-        if to_replay > 0 {
-            let started = std::time::Instant::now();
-            let done = tokio::time::timeout(REPLAY_WAIT, async {
-                while progress.load(std::sync::atomic::Ordering::Acquire) < recovered.last.0 && !batcher.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-            .await;
-            match done {
-                Ok(()) => tracing::info!(
-                    records = to_replay,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "replayed the spool into the batcher"
-                ),
-                Err(_) => tracing::warn!(
-                    records = to_replay,
-                    "the replay is still running (is the store down?); serving anyway, new deliveries queue behind it on disk"
-                ),
-            }
-        }
+        wait_for_replay(&recovered, &progress, &batcher).await;
 
         let state = web::Data::new(WebhookState {
-            verifier: Verifier::with_expiring(&secrets, &expiring, settings.signature_tolerance.as_secs()),
+            verifier: Verifier::with_expiring(
+                &secrets.current,
+                &secrets.expiring,
+                settings.signature_tolerance.as_secs(),
+            ),
             spool: spool.clone(),
             max_body_bytes: settings.max_body_bytes.get(),
             body_timeout: settings.body_timeout,
         });
-        let admin = web::Data::new(AdminState { spool: spool.clone(), store, subscription });
-        let listener = bind(settings.listen)?;
-        let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        let (admin_server, admin_port) = match settings.admin_listen {
-            Some(addr) => {
-                let listener = bind(addr)?;
-                let port = listener.local_addr().map_err(StartupError::Server)?.port();
-                let admin = admin.clone();
-                let server = HttpServer::new(move || {
-                    App::new().configure(|cfg| http::configure_admin(cfg, admin.clone(), true))
-                })
-                .disable_signals()
-                .workers(1)
-                .listen(listener)
-                .map_err(StartupError::Server)?
-                .run();
-                (Some(server), Some(port))
-            }
-            None => (None, None),
-        };
-        let on_main = admin_server.is_none();
-        let mut server = HttpServer::new(move || {
-            App::new().configure(|cfg| {
-                http::configure_webhook(cfg, state.clone());
-                if on_main {
-                    http::configure_admin(cfg, admin.clone(), false);
-                }
-            })
-        })
-        .disable_signals()
-        // A refused body's connection closes at once instead of lingering to read what the
-        // sender still pushes (see `http::body`).
-        .client_disconnect_timeout(Duration::ZERO)
-        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
-        if let Some(n) = settings.workers {
-            server = server.workers(n.get());
-        }
-        let server = match tls_config {
-            Some(config) => server.listen_rustls_0_23(listener, config),
-            None => server.listen(listener),
-        }
-        .map_err(StartupError::Server)?
-        .run();
-        tracing::info!(
-            listen = %settings.listen, port, admin_port, https = settings.tls.is_some(), storage = %settings.storage, data_dir = %data_dir.display(),
-            secrets = secrets.len(), "oncehub-bridge ready; POST deliveries to {}", WEBHOOK_PATH
-        );
-        let admin = admin_server.map(|server| (server.handle(), tokio::spawn(server)));
+        let admin =
+            web::Data::new(AdminState { spool: spool.clone(), store, subscription: secrets.subscription.clone() });
+        let (server, admin) = listeners.serve(&settings, tls_config, state, admin)?;
+        log_ready(&settings, &listeners, &secrets);
         Ok(Application {
-            port,
-            admin_port,
+            port: listeners.port,
+            admin_port: listeners.admin_port,
             server,
             admin,
             spool,
@@ -272,51 +215,50 @@ impl Application {
     }
 }
 
-fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })
-}
-
-/// Auto-registration: makes sure the subscription is in place; its secret (plus any configured
-/// ones) verifies deliveries at once, and replaced secrets until their grace period ends.
-async fn subscribe(
-    settings: &ServeSettings,
-    sub: &SubscriptionSettings,
-) -> Result<(Vec<WebhookSecret>, Vec<(WebhookSecret, i64)>, Arc<SubscriptionWatch>), StartupError> {
-    let client = OnceHubClient::new(&sub.api.base, sub.api.key.clone()).map_err(SubscriptionError::from)?;
-    let ensured = ensure(&client, &sub.desired, &settings.data_dir, sub.grace).await?;
-    let mut secrets = match &settings.secrets {
-        SecretSource::Configured(list) => list.clone(),
-        SecretSource::LocalFile => Vec::new(),
-    };
-    secrets.extend(ensured.state.secret());
-    let expiring = ensured
-        .state
-        .previous_secrets(chrono::Utc::now())
-        .into_iter()
-        .map(|(s, until)| (s, until.timestamp()))
-        .collect();
-    Ok((secrets, expiring, Arc::new(SubscriptionWatch::new(client, ensured.state.id.clone()))))
-}
-
-fn resolve_secrets(settings: &ServeSettings) -> Result<Vec<WebhookSecret>, StartupError> {
-    match &settings.secrets {
-        SecretSource::Configured(list) => Ok(list.clone()),
-        SecretSource::LocalFile => {
-            let path = secret::secret_file(&settings.data_dir);
-            let (secret, generated) = secret::load_or_generate(&path)?;
-            if generated {
-                tracing::info!(path = %path.display(), "no --webhook-secret given: generated one and kept it here (mode 0600)");
-            } else {
-                tracing::info!(path = %path.display(), "using the webhook secret kept here");
-            }
-            tracing::info!(
-                "send a signed test delivery with: oncehub-bridge send-test-event --all --url http://{}{} --data-dir {}",
-                settings.listen,
-                WEBHOOK_PATH,
-                settings.data_dir.display()
-            );
-            Ok(vec![secret])
+/// Waits (up to [`REPLAY_WAIT`]) until the batcher has read every record the store may lack.
+async fn wait_for_replay(
+    recovered: &crate::spool::Recovered,
+    progress: &std::sync::atomic::AtomicU64,
+    batcher: &JoinHandle<Result<BatcherReport, BatcherError>>,
+) {
+    let to_replay = recovered.last.0 - recovered.checkpoint.0;
+    if to_replay == 0 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = tokio::time::timeout(REPLAY_WAIT, async {
+        while progress.load(std::sync::atomic::Ordering::Acquire) < recovered.last.0 && !batcher.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    })
+    .await;
+    match done {
+        Ok(()) => tracing::info!(
+            records = to_replay,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "replayed the spool into the batcher"
+        ),
+        Err(_) => tracing::warn!(
+            records = to_replay,
+            "the replay is still running (is the store down?); serving anyway, new deliveries queue behind it on disk"
+        ),
+    }
+}
+
+/// The one line that says the service is up, and how to try it.
+fn log_ready(settings: &ServeSettings, listeners: &Listeners, secrets: &Secrets) {
+    tracing::info!(
+        listen = %settings.listen, port = listeners.port, admin_port = listeners.admin_port, https = settings.tls.is_some(),
+        storage = %settings.storage, data_dir = %settings.data_dir.display(), secrets = secrets.current.len(),
+        "oncehub-bridge ready; POST deliveries to {}", WEBHOOK_PATH
+    );
+    if secrets.local_file {
+        tracing::info!(
+            "send a signed test delivery with: oncehub-bridge send-test-event --all --url http://127.0.0.1:{}{} --data-dir {}",
+            listeners.port,
+            WEBHOOK_PATH,
+            settings.data_dir.display()
+        );
     }
 }
 
