@@ -46,6 +46,15 @@ pub enum Command {
     Spool(SpoolCommand),
 }
 
+/// The data dir, the same flag for every command: `serve` keeps its spool and local state there
+/// (the generated webhook secret, the managed subscription), and the other commands find them.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Directory for the spool and local state: the one `serve` uses (created by `serve` if missing).
+    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
 /// `spool` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SpoolCommand {
@@ -61,9 +70,8 @@ pub enum SpoolCommand {
 /// Settings of `spool verify` and `spool repair`.
 #[derive(Debug, Clone, Args)]
 pub struct SpoolArgs {
-    /// The data dir `serve` uses (its spool is <data-dir>/spool).
-    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }
 
 /// `config` subcommands.
@@ -105,9 +113,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
-    /// Directory for the spool and local state (created if missing).
-    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
 
     /// Where Parquet files go: s3://bucket/prefix, gs://..., az://..., file:///abs/path, a path, or
     /// memory://. S3 settings come from the AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
@@ -233,9 +240,8 @@ pub struct RegisterArgs {
     /// Also print the signing secret (it is always kept in <data-dir>/subscription.json).
     #[arg(long)]
     pub show_secret: bool,
-    /// Where the subscription's secret is kept (the data dir `serve` uses).
-    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -259,9 +265,8 @@ pub struct UnregisterArgs {
     /// Delete the subscription with this name.
     #[arg(long)]
     pub name: Option<String>,
-    /// The data dir whose kept secret is forgotten when its subscription is deleted.
-    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -300,9 +305,8 @@ pub struct SendTestArgs {
     #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
     pub webhook_secret: Vec<String>,
 
-    /// Data directory of the receiver, to find its generated secret.
-    #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }
 
 fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {

@@ -15,12 +15,13 @@ pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
         Some(s) => s,
         None => {
             // The managed subscription's secret (serve with --api-key), else the generated one.
-            let managed = SubscriptionState::load(&SubscriptionState::path(&args.data_dir))?.and_then(|s| s.secret());
-            let path = secret_file(&args.data_dir);
+            let managed =
+                SubscriptionState::load(&SubscriptionState::path(&args.data.data_dir))?.and_then(|s| s.secret());
+            let path = secret_file(&args.data.data_dir);
             match managed {
                 Some(secret) => secret,
                 None => read_secret_file(&path)?.with_context(|| {
-                    format!("no --webhook-secret given and no secret in {}: start `oncehub-bridge serve` once, or pass --webhook-secret", args.data_dir.display())
+                    format!("no --webhook-secret given and no secret in {}: start `oncehub-bridge serve` once, or pass --webhook-secret", args.data.data_dir.display())
                 })?,
             }
         }

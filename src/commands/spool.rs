@@ -13,7 +13,7 @@ pub struct SpoolDamaged(String);
 
 /// `spool verify`: reports, changes nothing; an error when anything is damaged or lost.
 pub fn verify(args: &SpoolArgs) -> anyhow::Result<()> {
-    let checked = spool::check(&spool_dir(&args.data_dir), Mode::Inspect)?;
+    let checked = spool::check(&spool_dir(&args.data.data_dir), Mode::Inspect)?;
     print!("{}", render(&checked, Mode::Inspect));
     if checked.scan.is_clean() && checked.state_error.is_none() {
         return Ok(());
@@ -21,14 +21,14 @@ pub fn verify(args: &SpoolArgs) -> anyhow::Result<()> {
     Err(SpoolDamaged(format!(
         "the spool is damaged ({} records lost); `oncehub-bridge spool repair --data-dir {}` keeps every intact record (serve does the same at start-up)",
         checked.scan.lost(),
-        args.data_dir.display()
+        args.data.data_dir.display()
     ))
     .into())
 }
 
 /// `spool repair`: does what start-up does, and says what it did.
 pub fn repair(args: &SpoolArgs) -> anyhow::Result<()> {
-    let checked = spool::check(&spool_dir(&args.data_dir), Mode::Repair)?;
+    let checked = spool::check(&spool_dir(&args.data.data_dir), Mode::Repair)?;
     print!("{}", render(&checked, Mode::Repair));
     Ok(())
 }

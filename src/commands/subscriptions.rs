@@ -18,11 +18,12 @@ pub fn client(args: &ApiArgs) -> anyhow::Result<OnceHubClient> {
 pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let client = client(&args.api)?;
     let desired = Desired::new(&args.url, &args.subscription.events, args.subscription.subscription_name.as_deref())?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data.data_dir)
+        .with_context(|| format!("cannot create {}", args.data.data_dir.display()))?;
     // Registering again with the same settings is not an error, and nothing changes.
-    let ensured = ensure(&client, &desired, &args.data_dir, std::time::Duration::from_secs(3600)).await?;
+    let ensured = ensure(&client, &desired, &args.data.data_dir, std::time::Duration::from_secs(3600)).await?;
     let state = &ensured.state;
-    let path = SubscriptionState::path(&args.data_dir);
+    let path = SubscriptionState::path(&args.data.data_dir);
     match &ensured.action {
         Action::Reused => println!("already registered: {} -> {} ({} events)", state.id, state.url, state.events.len()),
         Action::Created { deleted } => {
@@ -41,7 +42,7 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     println!(
         "secret kept in {} (mode 0600); `serve --data-dir {}` verifies with it",
         path.display(),
-        args.data_dir.display()
+        args.data.data_dir.display()
     );
     if args.show_secret
         && let Some(secret) = state.secret()
@@ -99,7 +100,7 @@ pub async fn unregister(args: UnregisterArgs) -> anyhow::Result<()> {
     if targets.is_empty() {
         bail!("no subscription matches; `oncehub-bridge list` shows what exists");
     }
-    let path = SubscriptionState::path(&args.data_dir);
+    let path = SubscriptionState::path(&args.data.data_dir);
     let kept = SubscriptionState::load(&path).ok().flatten();
     for id in &targets {
         client.delete_webhook(id).await?;

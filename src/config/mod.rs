@@ -117,7 +117,7 @@ impl ServeSettings {
 
     /// As [`Self::from_args`], resolving relative paths against `cwd`.
     pub fn from_args_in(args: ServeArgs, cwd: &Path) -> Result<ServeSettings, ConfigError> {
-        let data_dir = cwd.join(&args.data_dir);
+        let data_dir = cwd.join(&args.data.data_dir);
         let storage = match &args.storage_url {
             Some(url) => StorageUrl::parse(url, cwd)?,
             None => StorageUrl::Local(data_dir.join("lake")),

@@ -1,10 +1,15 @@
 //! The listeners and the HTTP servers on them: the receiver (with the admin routes unless
 //! `--admin-listen` gives them a listener of their own).
+//!
+//! The addresses are bound first thing at start-up, so a port in use stops the start before
+//! anything is created; they start listening only when the servers start, so a connection that
+//! gets through means the service is ready (replay done, subscription in place).
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::task::JoinHandle;
 
 use super::StartupError;
@@ -13,16 +18,27 @@ use crate::http::{self, AdminState, WebhookState};
 
 /// The bound listeners: the receiver's, and `--admin-listen`'s when set.
 pub(super) struct Listeners {
-    main: TcpListener,
-    admin: Option<TcpListener>,
+    main: Socket,
+    admin: Option<Socket>,
     pub port: u16,
     pub admin_port: Option<u16>,
 }
 
 impl Listeners {
     pub fn bind(settings: &ServeSettings) -> Result<Listeners, StartupError> {
-        let bind = |addr| TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source });
-        let port_of = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(StartupError::Server);
+        let bind = |addr: SocketAddr| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|source| StartupError::Bind { addr, source })?;
+            socket.set_reuse_address(true).map_err(|source| StartupError::Bind { addr, source })?;
+            socket.bind(&addr.into()).map_err(|source| StartupError::Bind { addr, source })?;
+            Ok::<_, StartupError>(socket)
+        };
+        let port_of = |s: &Socket| {
+            let addr = s.local_addr().map_err(StartupError::Server)?;
+            addr.as_socket()
+                .map(|a| a.port())
+                .ok_or_else(|| StartupError::Server(std::io::Error::other("not an IP socket")))
+        };
         let main = bind(settings.listen)?;
         let admin = settings.admin_listen.map(bind).transpose()?;
         let port = port_of(&main)?;
@@ -38,7 +54,11 @@ impl Listeners {
         state: web::Data<WebhookState>,
         admin: web::Data<AdminState>,
     ) -> Result<(actix_web::dev::Server, Option<AdminServer>), StartupError> {
-        let listener = |l: &TcpListener| l.try_clone().map_err(StartupError::Server);
+        let listener = |s: &Socket| -> Result<TcpListener, StartupError> {
+            let s = s.try_clone().map_err(StartupError::Server)?;
+            s.listen(1024).map_err(StartupError::Server)?;
+            Ok(s.into())
+        };
         let admin_server = match &self.admin {
             Some(l) => {
                 let admin = admin.clone();
