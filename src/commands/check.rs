@@ -24,7 +24,6 @@ use crate::config::{SecretSource, ServeSettings};
 use crate::oncehub::{OnceHubClient, SubscriptionState};
 use crate::oncehub::{WEBHOOK_PATH, signature::sign};
 use crate::schema::Table;
-use crate::secret::{WebhookSecret, read_secret_file, secret_file};
 use crate::sink::{ObjectKey, open_store};
 
 /// One check's outcome: `Ok(detail)`, `Err(what failed; what to do)`, or skipped with a reason.
@@ -175,19 +174,12 @@ async fn receiver_answers(base: &str) -> Outcome {
     }
 }
 
-/// The secret `serve` verifies with: configured, the subscription's, or the generated one.
-fn signing_secret(settings: &ServeSettings) -> Option<WebhookSecret> {
-    if let SecretSource::Configured(list) = &settings.secrets {
-        return list.first().cloned();
-    }
-    if settings.subscription.is_some() {
-        return SubscriptionState::load(&SubscriptionState::path(&settings.data_dir)).ok().flatten()?.secret();
-    }
-    read_secret_file(&secret_file(&settings.data_dir)).ok().flatten()
-}
-
 async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver: &str, timeout: Duration) -> Outcome {
-    let Some(secret) = signing_secret(settings) else {
+    let configured = match &settings.secrets {
+        SecretSource::Configured(list) => list.first(),
+        SecretSource::LocalFile => None,
+    };
+    let Ok(Some(secret)) = super::signing_secret(configured, &settings.data_dir) else {
         return Outcome::Fail(format!("no webhook secret found in {} or the settings", settings.data_dir.display()));
     };
     let id = format!("EVNT-check-{}", uuid::Uuid::now_v7().simple());

@@ -6,26 +6,17 @@ use chrono::Utc;
 
 use super::samples;
 use crate::cli::SendTestArgs;
-use crate::oncehub::SubscriptionState;
 use crate::oncehub::signature::sign;
-use crate::secret::{WebhookSecret, read_secret_file, secret_file};
+use crate::secret::WebhookSecret;
 
 pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
-    let secret = match args.webhook_secret.first().and_then(|s| WebhookSecret::parse(s)) {
-        Some(s) => s,
-        None => {
-            // The managed subscription's secret (serve with --api-key), else the generated one.
-            let managed =
-                SubscriptionState::load(&SubscriptionState::path(&args.data.data_dir))?.and_then(|s| s.secret());
-            let path = secret_file(&args.data.data_dir);
-            match managed {
-                Some(secret) => secret,
-                None => read_secret_file(&path)?.with_context(|| {
-                    format!("no --webhook-secret given and no secret in {}: start `oncehub-bridge serve` once, or pass --webhook-secret", args.data.data_dir.display())
-                })?,
-            }
-        }
-    };
+    let configured = args.webhook_secret.first().and_then(|s| WebhookSecret::parse(s));
+    let secret = super::signing_secret(configured.as_ref(), &args.data.data_dir)?.with_context(|| {
+        format!(
+            "no --webhook-secret given and no secret in {}: start `oncehub-bridge serve` once, or pass --webhook-secret",
+            args.data.data_dir.display()
+        )
+    })?;
     let now = Utc::now();
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let events = match (&args.event_type, args.all) {
