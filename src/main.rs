@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     match runtime.block_on(oncehub_bridge::run(layered)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say(format_args!("error: {e:#}"));
+            say(format_args!("error: {}", render(&e)));
             ExitCode::FAILURE
         }
     }
@@ -46,4 +46,18 @@ fn main() -> ExitCode {
 fn say(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The error and its causes, each cause only once: a message that already quotes its cause
+/// (`cannot read X: no such file`) is not followed by the cause again.
+fn render(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -117,7 +117,7 @@ impl ServeSettings {
 
     /// As [`Self::from_args`], resolving relative paths against `cwd`.
     pub fn from_args_in(args: ServeArgs, cwd: &Path) -> Result<ServeSettings, ConfigError> {
-        let data_dir = cwd.join(&args.data.data_dir);
+        let data_dir = resolve(cwd, &args.data.data_dir);
         let storage = match &args.storage_url {
             Some(url) => StorageUrl::parse(url, cwd)?,
             None => StorageUrl::Local(data_dir.join("lake")),
@@ -140,7 +140,13 @@ impl ServeSettings {
         }
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
         let subscription = match (ApiSettings::from_args(&args.api)?, public_url) {
-            (None, _) => None,
+            (None, Some(_)) => {
+                tracing::warn!(
+                    "--public-url is set but no --api-key: the subscription is not managed; pass --api-key, or register it yourself with `oncehub-bridge register`"
+                );
+                None
+            }
+            (None, None) => None,
             (Some(_), None) => return Err(ConfigError::PublicUrlMissing),
             (Some(api), Some(url)) => {
                 let names = args.subscription.subscription_name.as_deref();
@@ -149,7 +155,7 @@ impl ServeSettings {
             }
         };
         let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsSettings { cert: cwd.join(cert), key: cwd.join(key) }),
+            (Some(cert), Some(key)) => Some(TlsSettings { cert: resolve(cwd, cert), key: resolve(cwd, key) }),
             _ => None,
         };
         Ok(ServeSettings {
@@ -179,6 +185,11 @@ impl ServeSettings {
             },
         })
     }
+}
+
+/// `path` taken from `cwd` when relative, without `.` components (`/srv/./data` reads as `/srv/data`).
+pub fn resolve(cwd: &Path, path: &Path) -> PathBuf {
+    cwd.join(path).components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
 #[cfg(test)]

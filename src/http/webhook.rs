@@ -36,7 +36,7 @@ pub(super) async fn receive(
             tracing::warn!(
                 status = actix_web::ResponseError::status_code(e).as_u16(),
                 reason = e.code(),
-                peer = ?req.peer_addr(),
+                peer = %req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
                 error = %e,
                 "delivery rejected"
             );

@@ -19,6 +19,8 @@ pub enum SignatureError {
     Missing,
     #[error("the Oncehub-Signature header is malformed; expected t=<unix seconds>,s=<hex>")]
     Malformed,
+    #[error("the signature `s` has {0} characters; an HMAC-SHA256 signature is 64 hex characters")]
+    WrongLength(usize),
     #[error("the signature timestamp is outside the allowed tolerance")]
     Stale,
     #[error("the signature does not match")]
@@ -52,7 +54,11 @@ impl SignatureHeader {
                 "t" => return Err(SignatureError::Malformed),
                 "s" => {
                     let mut sig = [0u8; 32];
-                    hex::decode_to_slice(value.trim(), &mut sig).map_err(|_| SignatureError::Malformed)?;
+                    let value = value.trim();
+                    if value.len() != 64 {
+                        return Err(SignatureError::WrongLength(value.len()));
+                    }
+                    hex::decode_to_slice(value, &mut sig).map_err(|_| SignatureError::Malformed)?;
                     signatures.push(sig);
                 }
                 _ => {}
@@ -193,8 +199,14 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        for bad in ["", "t=1", "s=ab", "t=x,s=00", "t=1,s=zz", "t=1,s=abcd", "t=1,t=2,s=00", "garbage"] {
+        let zz = "z".repeat(64);
+        for bad in ["", "t=1", "t=x,s=00", &format!("t=1,s={zz}"), "t=1,t=2,s=00", "garbage"] {
             assert_eq!(SignatureHeader::parse(bad), Err(SignatureError::Malformed), "{bad:?}");
+        }
+        for (bad, len) in [("t=1,s=deadbeef", 8), ("s=ab", 2), ("t=1,s=", 0)] {
+            let e = SignatureHeader::parse(bad).unwrap_err();
+            assert_eq!(e, SignatureError::WrongLength(len), "{bad:?}");
+            assert!(e.to_string().contains("64 hex characters"), "{e}");
         }
         let upper = format!("t={T},s={}", EXPECTED.to_uppercase());
         assert!(SignatureHeader::parse(&upper).is_ok(), "hex case does not matter for decoding");

@@ -47,7 +47,7 @@ impl StorageUrl {
     pub fn parse(text: &str, cwd: &Path) -> Result<StorageUrl, StoreError> {
         let text = text.trim();
         let Some((scheme, _)) = text.split_once("://") else {
-            return Ok(StorageUrl::Local(cwd.join(text)));
+            return Ok(StorageUrl::Local(crate::config::resolve(cwd, Path::new(text))));
         };
         let url = Url::parse(text).map_err(|e| StoreError::Url(e.to_string()))?;
         match scheme.to_ascii_lowercase().as_str() {

@@ -124,3 +124,54 @@ fn ddl_for_each_engine_names_the_partition_and_the_location() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--engine"));
 }
+
+/// Issue 15: a port in use stops the start before anything is created, in one clear line.
+#[test]
+fn a_port_in_use_is_one_line_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(&data)
+        .env_remove("ONCEHUB_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert_eq!(errors[0].matches("Address already in use").count(), 1, "the cause once: {stderr}");
+    assert!(!stderr.contains("send-test-event"), "no next step for a service that did not start: {stderr}");
+    assert!(!data.exists(), "the data dir is not created");
+}
+
+/// Issue 15: paths print without `.` components, and an odd storage URL is said once.
+#[test]
+fn paths_and_errors_read_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .current_dir(dir.path())
+        .args(["config", "check", "--data-dir", "./data"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("data dir: {}/data", dir.path().display())) && !stderr.contains("/./"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["serve", "--storage-url", "ftp://x/y", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("unsupported storage URL scheme").count(), 1, "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["config", "check", "--public-url", "https://x.example", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .env_remove("ONCEHUB_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--public-url is set but no --api-key"), "{stderr}");
+}
