@@ -209,7 +209,18 @@ async fn end_to_end(settings: &ServeSettings, store: &dyn ObjectStore, receiver:
     }
     let accepted = Instant::now();
     let partition = ObjectKey::partition(Table::OtherEvents, now.date_naive());
+    // The probe lands with the receiver's next flush: say so, or the wait looks like a hang.
+    let mut said = Instant::now();
+    eprintln!(
+        "waiting for the probe {id} to reach {}/{partition}: up to {} s (the receiver writes it at its next flush, --flush-interval)",
+        settings.storage,
+        timeout.as_secs()
+    );
     loop {
+        if said.elapsed() >= Duration::from_secs(10) {
+            eprintln!("  still waiting ({} s of {} s)", accepted.elapsed().as_secs(), timeout.as_secs());
+            said = Instant::now();
+        }
         match find(store, &partition, &id, now - chrono::Duration::minutes(5)).await {
             Ok(true) => {
                 return Outcome::Ok(format!(

@@ -27,7 +27,9 @@ impl WebhookError {
     pub fn code(&self) -> &'static str {
         match self {
             WebhookError::Signature(SignatureError::Missing) => "missing_signature",
-            WebhookError::Signature(SignatureError::Malformed | SignatureError::WrongLength(_)) => "malformed_signature",
+            WebhookError::Signature(SignatureError::Malformed | SignatureError::WrongLength(_)) => {
+                "malformed_signature"
+            }
             WebhookError::Signature(SignatureError::Stale) => "stale_signature",
             WebhookError::Signature(SignatureError::Mismatch) => "invalid_signature",
             WebhookError::TooLarge { .. } => "body_too_large",

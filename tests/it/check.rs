@@ -10,6 +10,7 @@ use crate::stub_api::{API_KEY, StubApi};
 struct Run {
     code: Option<i32>,
     stdout: String,
+    stderr: String,
 }
 
 impl Run {
@@ -49,7 +50,7 @@ fn check_passes_on_a_working_deployment_and_names_each_failure() {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stdout.contains(API_KEY) && !stderr.contains(API_KEY));
-        Run { code: out.status.code(), stdout }
+        Run { code: out.status.code(), stdout, stderr: stderr.into_owned() }
     };
 
     let all = check(&[], &[]);
@@ -58,6 +59,7 @@ fn check_passes_on_a_working_deployment_and_names_each_failure() {
     assert!(all.line("api key").contains("Stand-in Account"));
     assert!(all.line("subscription").contains("https://hooks.example.test/webhooks/oncehub (11 events)"));
     assert!(all.line("end-to-end").contains("in the lake"), "{}", all.stdout);
+    assert!(all.stderr.contains("waiting for the probe") && all.stderr.contains("next flush"), "{}", all.stderr);
 
     let drift = check(&["--events", "booking.scheduled,booking.canceled"], &[]);
     assert_eq!(drift.code, Some(1));

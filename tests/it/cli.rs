@@ -158,7 +158,10 @@ fn paths_and_errors_read_cleanly() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("data dir: {}/data", dir.path().display())) && !stderr.contains("/./"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("data dir: {}/data", dir.path().display())) && !stderr.contains("/./"),
+        "{stderr}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
         .args(["serve", "--storage-url", "ftp://x/y", "--data-dir"])
         .arg(dir.path().join("d"))
