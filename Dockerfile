@@ -5,7 +5,16 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# The dependencies first, in a layer of their own, built against empty stand-ins for the crate's
+# own files: a change to the code reuses this layer and recompiles only the crate itself.
 COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src bench \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && echo 'fn main() {}' > bench/gen_payloads.rs \
+    && cargo build --release --locked --bin oncehub-bridge \
+    && rm -rf src bench target/release/oncehub-bridge* target/release/deps/oncehub_bridge-* \
+        target/release/deps/liboncehub_bridge-* target/release/.fingerprint/oncehub-bridge-*
 COPY src src
 COPY schemas schemas
 COPY bench bench

@@ -60,6 +60,22 @@ fn the_image_runs_as_a_non_root_user_with_a_healthcheck_and_the_data_dir_as_a_vo
     assert_eq!(bridge["environment"]["ONCEHUB_BRIDGE_DATA_DIR"], "/var/lib/oncehub-bridge");
 }
 
+/// The dependency layer is built before the code is copied in, so a code change reuses it; the
+/// build context leaves out what the image does not need.
+#[test]
+fn the_image_build_caches_dependencies_and_the_context_is_small() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let deps = dockerfile.find("COPY Cargo.toml Cargo.lock ./").expect("the manifests are copied on their own");
+    let first_build = dockerfile.find("cargo build --release").unwrap();
+    let code = dockerfile.find("COPY src src").unwrap();
+    assert!(deps < first_build && first_build < code, "dependencies are built before the code is copied");
+    assert_eq!(dockerfile.matches("cargo build --release --locked --bin oncehub-bridge").count(), 2);
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    for entry in ["target/", ".tools/", ".git/"] {
+        assert!(ignore.lines().any(|l| l.trim() == entry), ".dockerignore lacks {entry}");
+    }
+}
+
 #[test]
 fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
     let (minio, bucket_job, bridge) = (service("minio"), service("create-bucket"), service("bridge"));
