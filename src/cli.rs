@@ -297,7 +297,9 @@ pub struct SendTestArgs {
     #[arg(long = "type", conflicts_with = "all")]
     pub event_type: Option<String>,
 
-    /// Send one delivery of every documented trigger and shape variant.
+    /// Send one delivery of every documented trigger and shape variant, then a short history:
+    /// bookings through several events, conversations that become bookings, a retry (answered
+    /// duplicate), an event of another object and a delivery that is not an event.
     #[arg(long)]
     pub all: bool,
 

@@ -6,6 +6,7 @@ pub mod config_check;
 pub mod samples;
 pub mod send_test;
 pub mod spool;
+pub mod story;
 pub mod subscriptions;
 
 use std::path::Path;

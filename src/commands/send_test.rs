@@ -21,11 +21,11 @@ pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let events = match (&args.event_type, args.all) {
         (Some(t), _) => vec![samples::event(t, &format!("EVNT-{tag}"), 0, now)],
-        (None, true) => samples::all_events(&tag, now),
+        (None, true) => samples::all_events(&tag, now).into_iter().chain(super::story::story(&tag, now)).collect(),
         (None, false) => vec![samples::event("booking.scheduled", &format!("EVNT-{tag}"), 0, now)],
     };
     let client = reqwest::Client::new();
-    let mut failed = 0;
+    let (mut failed, mut duplicates) = (0, 0);
     for event in &events {
         let body = serde_json::to_vec(event)?;
         let header = sign(&secret, Utc::now().timestamp(), &body);
@@ -38,14 +38,27 @@ pub async fn run(args: SendTestArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot reach {}", args.url))?;
         let status = response.status();
-        println!("{} {} -> {}", event["type"].as_str().unwrap_or("?"), event["id"].as_str().unwrap_or("?"), status);
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        let outcome = answer["status"].as_str().unwrap_or_default();
+        println!(
+            "{} {} -> {} {outcome}",
+            event["type"].as_str().unwrap_or("?"),
+            event["id"].as_str().unwrap_or("?"),
+            status
+        );
         if !status.is_success() {
             failed += 1;
+        }
+        if outcome == "duplicate" {
+            duplicates += 1;
         }
     }
     if failed > 0 {
         bail!("{failed} of {} deliveries were not accepted", events.len());
     }
-    println!("sent {} signed deliveries; they land in the lake within --flush-interval", events.len());
+    println!(
+        "sent {} signed deliveries ({duplicates} a retry of one already sent, answered duplicate); they land in the lake within --flush-interval",
+        events.len()
+    );
     Ok(())
 }

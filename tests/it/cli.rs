@@ -24,13 +24,15 @@ fn a_first_run_with_no_settings_works_and_says_what_to_do_next() {
     assert!(!log.contains(secret.trim()), "the secret itself is never logged");
 
     let stdout = send_test_events(&bin.url(), &data);
-    assert_eq!(stdout.matches("-> 200 OK").count(), 30, "{stdout}");
+    let (sent, rows) = crate::helpers::test_event_counts();
+    assert_eq!(stdout.matches("-> 200 OK").count(), sent, "{stdout}");
+    assert_eq!(stdout.matches("-> 200 OK duplicate").count(), 1, "{stdout}");
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let d = duck(&format!(
         "SELECT count(*) FROM read_parquet('{}/lake/*/*/*.parquet', union_by_name = true)",
         data.display()
     ));
-    assert_eq!(d.rows[0][0], serde_json::json!(30));
+    assert_eq!(d.rows[0][0], serde_json::json!(rows));
 }
 
 #[test]

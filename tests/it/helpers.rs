@@ -287,6 +287,14 @@ impl Drop for S3Server {
     }
 }
 
+/// What `send-test-event --all` sends: (deliveries, rows they make: one is a retry).
+pub fn test_event_counts() -> (usize, usize) {
+    let now = Utc::now();
+    let sent = oncehub_bridge::commands::samples::all_events("x", now).len()
+        + oncehub_bridge::commands::story::story("x", now).len();
+    (sent, sent - 1)
+}
+
 /// `send-test-event --all` to `url`, signed with the secret kept in `data_dir`; its stdout, one
 /// line per delivery (`-> 200 OK` for each accepted one).
 pub fn send_test_events(url: &str, data_dir: &Path) -> String {
