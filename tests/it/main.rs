@@ -14,6 +14,7 @@ mod logs;
 mod ops;
 mod pipeline;
 mod queries;
+mod readme;
 mod resilience;
 mod s3;
 mod stub_api;
