@@ -83,7 +83,10 @@ fn describe() {
     describe_counter!(FILES, "Parquet files in the store, by table.");
     describe_counter!(BYTES, Unit::Bytes, "Parquet bytes written to the store, by table.");
     describe_counter!(ROWS, "Rows written to the store, by table.");
-    describe_counter!(STORE_ERRORS, "Failed store writes, by operation.");
+    describe_counter!(
+        STORE_ERRORS,
+        "Failed store writes, by operation and kind (transient: retried with backoff; permanent: access denied, no such bucket, and the like)."
+    );
     describe_counter!(STORE_RETRIES, "Store writes retried after a failure.");
     describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
     describe_counter!(ENCODE_ERRORS, "Events whose row did not fit their table, kept in dead_letter as encode_error.");
@@ -188,9 +191,9 @@ pub fn file_written(table: &'static str, reason: &'static str, bytes: usize, rec
     }
 }
 
-/// A store write failed and will be retried.
-pub fn store_error(operation: &'static str) {
-    counter!(STORE_ERRORS, "operation" => operation).increment(1);
+/// A store write failed and will be retried; `kind` is `transient` or `permanent`.
+pub fn store_error(operation: &'static str, kind: &'static str) {
+    counter!(STORE_ERRORS, "operation" => operation, "kind" => kind).increment(1);
     counter!(STORE_RETRIES).increment(1);
 }
 

@@ -3,7 +3,7 @@
 //!
 //! `/readyz` checks, each on every call: the spool would take a delivery (open, under its size
 //! limit, disk not nearly full); the store answers a listing of the lake's root within
-//! [`STORE_PROBE_TIMEOUT`]; and, when the service manages its OnceHub subscription, that the
+//! [`STORE_PROBE_TIMEOUT`] and did not refuse the last write for good (access denied, no bucket); and, when the service manages its OnceHub subscription, that the
 //! subscription is in place (see `oncehub::watch`). Messages name the part and the reason, never a credential.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::metrics;
 use crate::oncehub::SubscriptionWatch;
+use crate::sink::Uploader;
 use crate::spool::Spool;
 
 /// A store that does not answer a listing within this is reported unreachable.
@@ -25,6 +26,8 @@ pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct AdminState {
     pub spool: Spool,
     pub store: Arc<dyn ObjectStore>,
+    /// The batcher's uploads: a permanent refusal of the last write fails the store check.
+    pub uploads: Uploader,
     /// Set when `serve` manages its OnceHub subscription.
     pub subscription: Option<Arc<SubscriptionWatch>>,
 }
@@ -34,7 +37,11 @@ pub(super) async fn healthz() -> HttpResponse {
 }
 
 pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    let mut checks = vec![("spool", spool_check(&state.spool)), ("store", store_check(state.store.as_ref()).await)];
+    let store = match state.uploads.refusal() {
+        Some(refusal) => Err(format!("the store refuses writes: {refusal}")),
+        None => store_check(state.store.as_ref()).await,
+    };
+    let mut checks = vec![("spool", spool_check(&state.spool)), ("store", store)];
     if let Some(watch) = &state.subscription {
         checks.push(("subscription", watch.status().await));
     }

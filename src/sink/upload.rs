@@ -3,11 +3,16 @@
 //! A file goes up with `PutMode::Create`, or, above the multipart threshold, as a multipart upload
 //! after a `HEAD` finds no object of that name. An existing object counts as written: keys are
 //! deterministic (see `key`), so it holds the same rows. Where a backend refuses conditional puts
-//! (`NotImplemented`), the upload falls back to `HEAD` then an overwriting `PUT`. Every other error
-//! is retried with capped exponential backoff until it succeeds or the caller aborts: a batch is
-//! never dropped because of a store error.
+//! (`NotImplemented`), the upload falls back to `HEAD` then an overwriting `PUT`.
+//!
+//! A failure that retrying can fix (a timeout, a 5xx, a dropped connection: object_store's
+//! `Generic`) is retried with capped exponential backoff. One that it cannot (access denied, bad
+//! credentials, no such bucket, an invalid path) is reported at once: an ERROR naming the cause,
+//! `oncehub_bridge_store_errors_total{kind="permanent"}`, and `/readyz` (see [`Uploader::refusal`]).
+//! It is still retried, at the longest interval, until the settings are fixed: a batch is never
+//! dropped because of a store error, and it stays in the spool meanwhile.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,13 +45,44 @@ pub struct Uploader {
     store: Arc<dyn ObjectStore>,
     multipart_threshold: usize,
     backoff_max: Duration,
+    /// The last write's permanent refusal (its kind and text), until a write succeeds; shared by
+    /// clones.
+    refusal: Arc<Mutex<Option<(&'static str, String)>>>,
+}
+
+/// The kind of a store error that retrying cannot fix, or `None` when it can.
+pub fn permanent_kind(e: &object_store::Error) -> Option<&'static str> {
+    use object_store::Error as E;
+    Some(match e {
+        E::PermissionDenied { .. } => "permission denied",
+        E::Unauthenticated { .. } => "not authenticated",
+        E::NotFound { .. } => "not found",
+        E::InvalidPath { .. } => "invalid path",
+        E::NotSupported { .. } => "not supported",
+        E::UnknownConfigurationKey { .. } => "unknown configuration key",
+        _ => return None,
+    })
 }
 
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
 impl Uploader {
     pub fn new(store: Arc<dyn ObjectStore>) -> Uploader {
-        Uploader { store, multipart_threshold: 16 * 1024 * 1024, backoff_max: Duration::from_secs(30) }
+        let refusal = Arc::new(Mutex::new(None));
+        Uploader { store, multipart_threshold: 16 * 1024 * 1024, backoff_max: Duration::from_secs(30), refusal }
+    }
+
+    /// Why the store refuses writes, when the last one failed for a reason retrying cannot fix.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(_, text)| text.clone())
+    }
+
+    /// Notes the current refusal; true when its kind changed (a new state worth a log line).
+    fn set_refusal(&self, refusal: Option<(&'static str, String)>) -> bool {
+        let mut current = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = current.as_ref().map(|(k, _)| *k) != refusal.as_ref().map(|(k, _)| *k);
+        *current = refusal;
+        changed
     }
 
     /// Files larger than this go up by multipart upload.
@@ -70,12 +106,29 @@ impl Uploader {
         let mut delay = Duration::from_millis(200);
         loop {
             attempts += 1;
-            let last_error = match self.put_once(key, bytes.clone()).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(e) => e.to_string(),
+            let e = match self.put_once(key, bytes.clone()).await {
+                Ok(outcome) => {
+                    if self.set_refusal(None) {
+                        tracing::info!(key = %key, "the store accepts writes again");
+                    }
+                    return Ok(outcome);
+                }
+                Err(e) => e,
             };
-            crate::metrics::store_error("put");
-            tracing::warn!(key = %key, attempts, error = %last_error, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+            let last_error = e.to_string();
+            if let Some(kind) = permanent_kind(&e) {
+                crate::metrics::store_error("put", "permanent");
+                delay = self.backoff_max;
+                if self.set_refusal(Some((kind, last_error.clone()))) {
+                    tracing::error!(
+                        key = %key, kind, error = %last_error, retry_in_ms = delay.as_millis() as u64,
+                        "the store refuses writes, and retrying will not fix it: check the storage URL, bucket and credentials; the batch stays in the spool and is retried"
+                    );
+                }
+            } else {
+                crate::metrics::store_error("put", "transient");
+                tracing::warn!(key = %key, attempts, error = %last_error, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+            }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = abort.cancelled() => return Err(UploadAborted { key: key.to_string(), attempts, last_error }),

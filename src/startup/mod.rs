@@ -102,11 +102,12 @@ impl Application {
         // the subscription or the secret files.
         let secrets = Secrets::resolve(&settings).await?;
         let abort = CancellationToken::new();
+        let uploads = Uploader::new(store.clone());
         let batcher = Batcher::new(
             Arc::new(Catalog::load()?),
             settings.flush,
             writer,
-            Uploader::new(store.clone()),
+            uploads.clone(),
             spool.clone(),
             (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
@@ -125,8 +126,12 @@ impl Application {
             max_body_bytes: settings.max_body_bytes.get(),
             body_timeout: settings.body_timeout,
         });
-        let admin =
-            web::Data::new(AdminState { spool: spool.clone(), store, subscription: secrets.subscription.clone() });
+        let admin = web::Data::new(AdminState {
+            spool: spool.clone(),
+            store,
+            uploads,
+            subscription: secrets.subscription.clone(),
+        });
         let (server, admin) = listeners.serve(&settings, tls_config, state, admin)?;
         log_ready(&settings, &listeners, &secrets);
         Ok(Application {

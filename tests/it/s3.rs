@@ -88,3 +88,52 @@ async fn a_store_outage_is_retried_until_the_store_is_back() {
     );
     assert_eq!(d.rows[0][0], serde_json::json!(sent));
 }
+
+/// Issue 15: a refusal that retrying cannot fix (credentials the store rejects) is reported at
+/// once, in the log, `/readyz` and a metric; the batch stays in the spool and lands once fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_reported_at_once_and_the_batch_lands_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3"));
+    let admin_addr = format!("127.0.0.1:{}", free_port());
+    let args = ["--admin-listen", &admin_addr, "--flush-interval", "300ms", "--shutdown-timeout", "2s"];
+    let mut wrong = S3Server::env(s3.port);
+    wrong.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()));
+    let mut bin = Binary::serve(
+        &dir.path().join("a"),
+        &[&["--storage-url", "s3://lake/oncehub", "--webhook-secret", SECRET][..], &args].concat(),
+        &wrong,
+    );
+    let sent = send_all(&bin.url(), "refused").await;
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let readyz = loop {
+        let resp = client.get(format!("http://{admin_addr}/readyz")).send().await.unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        if body["checks"]["store"].as_str().is_some_and(|s| s.contains("refuses writes")) {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "not reported: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(readyz["status"], "not_ready");
+    let metrics = client.get(format!("http://{admin_addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let permanent = |l: &&str| l.starts_with("oncehub_bridge_store_errors_total") && l.contains("kind=\"permanent\"");
+    assert!(metrics.lines().any(|l| permanent(&l)), "{metrics}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = bin.stderr();
+    assert_eq!(log.matches("retrying will not fix it").count(), 1, "said once, not at every retry: {log}");
+    assert!(!log.contains("not-the-secret"), "a credential reached the log");
+    bin.terminate(Duration::from_secs(30)); // the deadline passes: the records stay in the spool
+    let mut bin = Binary::serve(
+        &dir.path().join("a"),
+        &[&["--storage-url", "s3://lake/oncehub", "--webhook-secret", SECRET][..], &args].concat(),
+        &S3Server::env(s3.port),
+    );
+    assert!(bin.terminate(Duration::from_secs(30)).success(), "lands with the right credentials: {}", bin.stderr());
+    let d = s3.duck(
+        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+    );
+    assert_eq!(d.rows[0][0], serde_json::json!(sent), "no delivery was dropped");
+}
