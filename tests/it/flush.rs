@@ -1,4 +1,6 @@
-//! Files are cut by rows, by bytes and by age while the service runs, and never span two dt values.
+//! Files are cut by rows and by bytes while the service runs, and never span two dt values. The
+//! cut by age is the batcher's unit test on paused time (`src/batcher/tests.rs`): no test waits
+//! for a flush interval to pass.
 
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -40,16 +42,6 @@ async fn max_rows_cuts_files_while_running() {
     let files = parquet_files(&lake);
     assert_eq!(files.iter().map(|f| rows_in(f)).sum::<i64>(), 12);
     assert_eq!(files.len(), 3);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_age_cuts_a_file_without_more_traffic() {
-    let app = TestApp::spawn(|s| s.flush.max_age = Duration::from_millis(500)).await;
-    let e = samples::event("conversation.closed", "EVNT-AGE-1", 0, Utc::now());
-    assert_eq!(app.post_signed(serde_json::to_vec(&e).unwrap()).await.status(), 200);
-    let files = wait_for_files(&app.lake, 1).await;
-    assert_eq!(rows_in(&files[0]), 1);
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

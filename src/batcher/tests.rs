@@ -1,0 +1,124 @@
+//! The batcher against a real spool directory and an in-memory store, on paused tokio time: files
+//! are cut by age without waiting for it, by rows, and at shutdown, and the spool is acknowledged
+//! only behind what is in the store.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::spool::{Delivery, SpoolOptions};
+
+struct Rig {
+    spool: Spool,
+    store: Arc<InMemory>,
+    task: tokio::task::JoinHandle<Result<BatcherReport, BatcherError>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A spool holding `bodies`, and a batcher started on it. The bodies are appended before the
+/// batcher starts: with time paused, tokio jumps to the next timer whenever the runtime waits,
+/// and an append waits for the spool's fsync on a thread of its own.
+async fn rig(limits: FlushLimits, bodies: Vec<Bytes>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        dir: dir.path().join("spool"),
+        max_bytes: 1 << 30,
+        segment_bytes: 64 << 20,
+        min_free_bytes: 0,
+        dedup_window: Duration::from_secs(86_400),
+    };
+    let (spool, reader, recovered) = Spool::open(opts).unwrap();
+    for body in bodies {
+        spool.append(Delivery::for_test(body)).await.unwrap();
+    }
+    let store = Arc::new(InMemory::new());
+    let batcher = Batcher::new(
+        Arc::new(Catalog::load().unwrap()),
+        limits,
+        WriterId::parse("test").unwrap(),
+        Uploader::new(store.clone()),
+        spool.clone(),
+        (recovered.checkpoint, recovered.intents),
+        CancellationToken::new(),
+    );
+    let task = tokio::spawn(batcher.run(reader));
+    Rig { spool, store, task, _dir: dir }
+}
+
+fn body(id: &str, object: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"id":"{id}","type":"t","creation_time":"2026-11-30T10:00:00Z","data":{{"object":"{object}"}}}}"#
+    ))
+}
+
+async fn keys(store: &InMemory) -> Vec<String> {
+    let mut keys: Vec<String> = store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    keys.sort();
+    keys
+}
+
+fn limits(rows: usize, age: Duration) -> FlushLimits {
+    FlushLimits { max_rows: NonZeroUsize::new(rows).unwrap(), max_age: age, ..FlushLimits::default() }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_is_cut_by_age_with_no_more_traffic() {
+    let rig =
+        rig(limits(1000, Duration::from_secs(60)), (0..3).map(|i| body(&format!("E{i}"), "booking")).collect()).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(keys(&rig.store).await.is_empty(), "not before the age limit");
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for _ in 0..100 {
+        if rig.spool.acked() == Seq(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let files = keys(&rig.store).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("bookings/dt=2026-11-30/part-test-"), "{files:?}");
+    assert_eq!(rig.spool.acked(), Seq(3), "acknowledged once the file is in the store");
+    rig.spool.close();
+    let report = rig.task.await.unwrap().unwrap();
+    assert_eq!((report.records, report.files, report.rows_written), (3, 1, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn rows_cut_files_and_shutdown_flushes_the_rest_per_table() {
+    let mut bodies: Vec<Bytes> = (0..5).map(|i| body(&format!("B{i}"), "booking")).collect();
+    bodies.extend([body("C0", "conversation"), Bytes::from_static(b"not json")]);
+    let rig = rig(limits(2, Duration::from_secs(3600)), bodies).await;
+    rig.spool.close();
+    let report = rig.task.await.unwrap().unwrap();
+    assert_eq!(report.rows_written, 7);
+    let files = keys(&rig.store).await;
+    let count = |prefix: &str| files.iter().filter(|k| k.starts_with(prefix)).count();
+    assert_eq!(count("bookings/"), 3, "2 + 2 by rows, 1 at shutdown: {files:?}");
+    assert_eq!((count("conversations/"), count("dead_letter/")), (1, 1), "{files:?}");
+    assert_eq!(rig.spool.acked(), Seq(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_checkpoint_stays_behind_a_pending_file() {
+    // Seq 1 stays pending; seqs 2-3 make a file by rows.
+    let bodies = vec![body("C0", "conversation"), body("B0", "booking"), body("B1", "booking")];
+    let rig = rig(limits(2, Duration::from_secs(3600)), bodies).await;
+    for _ in 0..100 {
+        if !keys(&rig.store).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(keys(&rig.store).await.len(), 1);
+    assert_eq!(rig.spool.acked(), Seq(0), "seq 1 is not in the store yet, so nothing is acknowledged");
+    rig.spool.close();
+    rig.task.await.unwrap().unwrap();
+    assert_eq!(rig.spool.acked(), Seq(3));
+}
