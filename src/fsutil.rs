@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` durably; `private` makes the file mode 0600 (secrets).
-pub fn replace(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+pub(crate) fn replace(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
     let tmp = temp_path(path);
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -22,7 +22,7 @@ pub fn replace(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
 }
 
 /// Makes a directory's entries (creations, renames, deletions) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 

@@ -9,7 +9,7 @@ use crate::fsutil;
 use crate::sink::WriterId;
 
 /// The instance id kept in `path`, created on first use.
-pub fn load_or_create(path: &Path) -> io::Result<WriterId> {
+pub(crate) fn load_or_create(path: &Path) -> io::Result<WriterId> {
     match std::fs::read_to_string(path) {
         Ok(text) => WriterId::parse(text.trim()).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{} does not hold an instance id", path.display()))

@@ -17,19 +17,21 @@
 //! `sink` (encode, store, upload), `oncehub` (everything OnceHub defines: webhook path, signature,
 //! API client, subscription), `commands` (one file per CLI command), `startup` (serve's wiring).
 
+#![warn(unreachable_pub)]
+
 pub mod batcher;
-pub mod cli;
+pub(crate) mod cli;
 pub mod commands;
 pub mod config;
-pub mod event;
-pub mod fsutil;
-pub mod http;
-pub mod instance;
-pub mod metrics;
+pub(crate) mod event;
+pub(crate) mod fsutil;
+pub(crate) mod http;
+pub(crate) mod instance;
+pub(crate) mod metrics;
 pub mod oncehub;
-pub mod schema;
+pub(crate) mod schema;
 pub mod secret;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod sink;
 pub mod spool;
 pub mod startup;

@@ -45,7 +45,7 @@ const LAG_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The exporter handle: renders the text format. Installs the recorder on first use.
-pub fn handle() -> &'static PrometheusHandle {
+pub(crate) fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
@@ -105,22 +105,22 @@ fn describe() {
 }
 
 /// An event's row did not fit its table and went to dead_letter.
-pub fn encode_error() {
+pub(crate) fn encode_error() {
     counter!(ENCODE_ERRORS).increment(1);
 }
 
 /// Start-up found acknowledged spool records damaged or missing.
-pub fn records_lost(n: u64) {
+pub(crate) fn records_lost(n: u64) {
     counter!(RECORDS_LOST).increment(n);
 }
 
 /// Start-up skipped damaged dedup index entries.
-pub fn dedup_damaged(n: u64) {
+pub(crate) fn dedup_damaged(n: u64) {
     counter!(DEDUP_DAMAGED).increment(n);
 }
 
 /// Writing the spool's state file failed (it is retried).
-pub fn spool_state_error() {
+pub(crate) fn spool_state_error() {
     counter!(SPOOL_STATE_ERRORS).increment(1);
 }
 
@@ -148,7 +148,7 @@ fn hot() -> &'static Hot {
 }
 
 /// A signed delivery was kept; `trigger` is the envelope's `type` when it is a documented one.
-pub fn delivery_received(trigger: Option<Trigger>, latency: Duration) {
+pub(crate) fn delivery_received(trigger: Option<Trigger>, latency: Duration) {
     let hot = hot();
     let counter = trigger.and_then(|t| hot.received.get(t.index())).unwrap_or(&hot.received_other);
     counter.increment(1);
@@ -156,25 +156,25 @@ pub fn delivery_received(trigger: Option<Trigger>, latency: Duration) {
 }
 
 /// A delivery of an already accepted event id.
-pub fn duplicate(latency: Duration) {
+pub(crate) fn duplicate(latency: Duration) {
     let hot = hot();
     hot.duplicates.increment(1);
     hot.ack_latency.record(latency.as_secs_f64());
 }
 
 /// A delivery answered non-2xx; `reason` is the error code of the response body.
-pub fn delivery_rejected(reason: &'static str) {
+pub(crate) fn delivery_rejected(reason: &'static str) {
     counter!(REJECTED, "reason" => reason).increment(1);
 }
 
 /// The spool's state, set on scrape.
-pub fn spool_state(bytes: u64, records: u64) {
+pub(crate) fn spool_state(bytes: u64, records: u64) {
     gauge!(SPOOL_BYTES).set(bytes as f64);
     gauge!(SPOOL_RECORDS).set(records as f64);
 }
 
 /// A file was cut and is in the store. `received_at` holds every row's arrival time.
-pub fn file_written(table: &'static str, reason: &'static str, bytes: usize, received_at: &[DateTime<Utc>]) {
+pub(crate) fn file_written(table: &'static str, reason: &'static str, bytes: usize, received_at: &[DateTime<Utc>]) {
     counter!(FLUSHES, "table" => table, "reason" => reason).increment(1);
     counter!(FILES, "table" => table).increment(1);
     counter!(BYTES, "table" => table).increment(bytes as u64);
@@ -192,7 +192,7 @@ pub fn file_written(table: &'static str, reason: &'static str, bytes: usize, rec
 }
 
 /// A store write failed and will be retried; `kind` is `transient` or `permanent`.
-pub fn store_error(operation: &'static str, kind: &'static str) {
+pub(crate) fn store_error(operation: &'static str, kind: &'static str) {
     counter!(STORE_ERRORS, "operation" => operation, "kind" => kind).increment(1);
     counter!(STORE_RETRIES).increment(1);
 }

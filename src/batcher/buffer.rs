@@ -58,7 +58,7 @@ struct Origin {
     received_at: DateTime<Utc>,
 }
 
-pub struct TableBuffer {
+pub(super) struct TableBuffer {
     schema: SchemaRef,
     decoder: Decoder,
     writer: FileWriter,
@@ -77,7 +77,7 @@ pub struct TableBuffer {
 }
 
 impl TableBuffer {
-    pub fn new(schema: SchemaRef, first: Seq, now: Instant) -> Result<TableBuffer, BufferError> {
+    pub(super) fn new(schema: SchemaRef, first: Seq, now: Instant) -> Result<TableBuffer, BufferError> {
         Ok(TableBuffer {
             decoder: decoder(&schema)?,
             writer: FileWriter::new(schema.clone())?,
@@ -95,23 +95,23 @@ impl TableBuffer {
     }
 
     /// Makes this buffer reproduce a file recorded by a flush intent ending at `last`.
-    pub fn cut_at(mut self, last: Seq) -> TableBuffer {
+    pub(super) fn cut_at(mut self, last: Seq) -> TableBuffer {
         self.cut_at = Some(last);
         self
     }
 
     /// The intent's end, when this buffer replays one.
-    pub fn replay_end(&self) -> Option<Seq> {
+    pub(super) fn replay_end(&self) -> Option<Seq> {
         self.cut_at
     }
 
-    pub fn last(&self) -> Seq {
+    pub(super) fn last(&self) -> Seq {
         self.last
     }
 
     /// Adds a row that passed the fit check; `body` is the delivery (its length the size
     /// estimate). Returns the rows of the chunk this push completed that Arrow refused.
-    pub fn push(
+    pub(super) fn push(
         &mut self,
         seq: Seq,
         row: Value,
@@ -167,24 +167,24 @@ impl TableBuffer {
         Ok(rejected)
     }
 
-    pub fn rows(&self) -> usize {
+    pub(super) fn rows(&self) -> usize {
         self.rows
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.writer.memory_size() + self.undecoded_bytes
     }
 
-    pub fn opened_at(&self) -> Instant {
+    pub(super) fn opened_at(&self) -> Instant {
         self.opened_at
     }
 
-    pub fn first(&self) -> Seq {
+    pub(super) fn first(&self) -> Seq {
         self.first
     }
 
     /// Encodes what is left and returns the whole file. CPU-bound: run off the async threads.
-    pub fn finish(mut self) -> Result<FinishedFile, BufferError> {
+    pub(super) fn finish(mut self) -> Result<FinishedFile, BufferError> {
         let rejected = self.encode_pending()?;
         let bytes = self.writer.finish()?;
         let (rows, first, last, received_at) = (self.rows, self.first, self.last, self.received_at);

@@ -13,13 +13,13 @@ use serde_json::Value;
 /// Why a row does not fit; the text names the column path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column `{path}`: {problem}")]
-pub struct Misfit {
+pub(crate) struct Misfit {
     pub path: String,
     pub problem: String,
 }
 
 /// Checks `row` (a JSON object keyed by column name) against `schema`.
-pub fn check(schema: &Schema, row: &Value) -> Result<(), Misfit> {
+pub(crate) fn check(schema: &Schema, row: &Value) -> Result<(), Misfit> {
     let Value::Object(map) = row else {
         return Err(Misfit { path: String::new(), problem: "the row is not an object".into() });
     };

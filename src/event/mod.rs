@@ -7,11 +7,11 @@
 //! (an object) are required of the envelope, by one rule the receiver shares (see `envelope`).
 
 mod envelope;
-pub mod fit;
+pub(crate) mod fit;
 mod normalize;
 mod row;
 
-pub use row::{RowInput, build_row};
+pub(crate) use row::{RowInput, build_row};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
@@ -36,27 +36,27 @@ pub const CONVERSATION_TRIGGERS: [&str; 3] = ["conversation.started", "conversat
 /// A documented trigger: its position in [`BOOKING_TRIGGERS`] then [`CONVERSATION_TRIGGERS`], so
 /// per-trigger tables (metric handles) are indexed, not searched again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trigger(usize);
+pub(crate) struct Trigger(usize);
 
 impl Trigger {
     /// Every documented trigger's name, in index order.
-    pub fn names() -> impl Iterator<Item = &'static str> {
+    pub(crate) fn names() -> impl Iterator<Item = &'static str> {
         BOOKING_TRIGGERS.iter().chain(CONVERSATION_TRIGGERS.iter()).copied()
     }
 
     /// `event_type` as one of the documented triggers, or `None`.
-    pub fn parse(event_type: &str) -> Option<Trigger> {
+    pub(crate) fn parse(event_type: &str) -> Option<Trigger> {
         Self::names().position(|t| t == event_type).map(Trigger)
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0
     }
 }
 
 /// What the receiver reads of a body without building the document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peeked {
+pub(crate) struct Peeked {
     /// The envelope `id`, the dedup key: set only when the body is an event by the envelope rule
     /// (see `envelope`), so a dead letter never takes an id that a real event may carry later.
     pub id: Option<String>,
@@ -65,39 +65,25 @@ pub struct Peeked {
 }
 
 /// Reads the envelope's `id` and `type`. Never fails: what cannot be read is `None`.
-pub fn peek(body: &[u8]) -> Peeked {
+pub(crate) fn peek(body: &[u8]) -> Peeked {
     let read = envelope::read(body);
     let trigger = read.event_type.as_deref().and_then(Trigger::parse);
     Peeked { id: read.is_event.then(|| read.id.map(|id| id.into_owned())).flatten(), trigger }
 }
 
-/// A well-formed event, parsed once.
+/// A well-formed event, parsed once. Its `id` and `type` passed the envelope rule; the row takes
+/// them (like every column) from `json` through the schema.
 #[derive(Debug, Clone)]
-pub struct Event {
-    pub id: EventId,
-    pub event_type: String,
+pub(crate) struct Event {
     pub table: Table,
     /// The envelope's `creation_time`, when present and valid RFC 3339.
     pub time: Option<DateTime<Utc>>,
     pub json: Value,
 }
 
-/// The envelope id (`EVNT-...`): the dedupe key. Never empty.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EventId(String);
-
-impl EventId {
-    pub fn parse(text: &str) -> Option<EventId> {
-        (!text.is_empty()).then(|| EventId(text.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Why a signed delivery is not an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadReason {
+pub(crate) enum DeadReason {
     NotUtf8,
     NotJson,
     NotObject,
@@ -108,7 +94,7 @@ pub enum DeadReason {
 }
 
 impl DeadReason {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             DeadReason::NotUtf8 => "not_utf8",
             DeadReason::NotJson => "not_json",
@@ -122,7 +108,7 @@ impl DeadReason {
 
 /// A signed delivery that is not a well-formed event; kept in `dead_letter`.
 #[derive(Debug, Clone)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     pub reason: DeadReason,
     pub error: String,
     /// The parsed JSON, when the body was JSON at all.
@@ -131,13 +117,13 @@ pub struct DeadLetter {
 
 /// The outcome of parsing one delivery.
 #[derive(Debug, Clone)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Event(Event),
     Dead(DeadLetter),
 }
 
 impl Parsed {
-    pub fn table(&self) -> Table {
+    pub(crate) fn table(&self) -> Table {
         match self {
             Parsed::Event(e) => e.table,
             Parsed::Dead(_) => Table::DeadLetter,
@@ -145,7 +131,7 @@ impl Parsed {
     }
 
     /// The partition date: the event's UTC date, else the receive date.
-    pub fn partition_date(&self, received_at: DateTime<Utc>) -> NaiveDate {
+    pub(crate) fn partition_date(&self, received_at: DateTime<Utc>) -> NaiveDate {
         match self {
             Parsed::Event(Event { time: Some(t), .. }) => t.date_naive(),
             _ => received_at.date_naive(),
@@ -155,7 +141,7 @@ impl Parsed {
 
 impl Event {
     /// Parses a delivery body. Never fails: what is not an event is a [`DeadLetter`].
-    pub fn parse(body: &[u8]) -> Parsed {
+    pub(crate) fn parse(body: &[u8]) -> Parsed {
         let dead = |reason, error: String, json| Parsed::Dead(DeadLetter { reason, error, json });
         if std::str::from_utf8(body).is_err() {
             return dead(DeadReason::NotUtf8, "body is not valid UTF-8".into(), None);
@@ -171,10 +157,6 @@ impl Event {
         if let Err((reason, error)) = envelope::check(field("id"), field("type"), field("data")) {
             return dead(reason, error.into(), Some(json));
         }
-        let text = |name| obj.get(name).and_then(Value::as_str).unwrap_or_default();
-        let (Some(id), event_type) = (EventId::parse(text("id")), text("type").to_owned()) else {
-            return dead(DeadReason::WrongType, "envelope `id` must be a non-empty string".into(), Some(json));
-        };
         let data_object = obj.get("data").and_then(|d| d.get("object")).and_then(Value::as_str);
         let table = match data_object {
             Some("booking") => Table::Bookings,
@@ -182,7 +164,7 @@ impl Event {
             _ => Table::OtherEvents,
         };
         let time = obj.get("creation_time").and_then(Value::as_str).and_then(normalize::parse_timestamp);
-        Parsed::Event(Event { id, event_type, table, time, json })
+        Parsed::Event(Event { table, time, json })
     }
 }
 

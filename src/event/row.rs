@@ -9,7 +9,7 @@ use crate::schema::{ColumnType, MetaField, Source, TableSchema};
 
 /// What a row is built from.
 #[derive(Debug, Clone, Copy)]
-pub struct RowInput<'a> {
+pub(crate) struct RowInput<'a> {
     /// The parsed delivery, when the body was JSON.
     pub json: Option<&'a Value>,
     /// The exact delivered bytes.
@@ -20,7 +20,7 @@ pub struct RowInput<'a> {
 }
 
 /// One row for `schema`, every value already coerced to its column type.
-pub fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
+pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
     let row: Map<String, Value> = schema
         .columns
         .iter()

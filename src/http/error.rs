@@ -9,7 +9,7 @@ use crate::oncehub::signature::SignatureError;
 use crate::spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("the body exceeds the limit of {limit} bytes")]
@@ -24,7 +24,7 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// The machine-readable reason: the response body's `error` and the rejection metric's label.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             WebhookError::Signature(SignatureError::Missing) => "missing_signature",
             WebhookError::Signature(SignatureError::Malformed | SignatureError::WrongLength(_)) => {

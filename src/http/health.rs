@@ -19,11 +19,11 @@ use crate::sink::Uploader;
 use crate::spool::Spool;
 
 /// A store that does not answer a listing within this is reported unreachable.
-pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the operations endpoints look at.
 #[derive(Debug, Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     pub spool: Spool,
     pub store: Arc<dyn ObjectStore>,
     /// The batcher's uploads: a permanent refusal of the last write fails the store check.

@@ -8,11 +8,11 @@
 mod body;
 mod error;
 mod health;
-pub mod tls;
+pub(crate) mod tls;
 mod webhook;
 
-pub use error::WebhookError;
-pub use health::AdminState;
+pub(crate) use error::WebhookError;
+pub(crate) use health::AdminState;
 
 use actix_web::web;
 
@@ -22,7 +22,7 @@ use crate::spool::Spool;
 
 /// What the webhook handler needs, shared by all workers.
 #[derive(Debug)]
-pub struct WebhookState {
+pub(crate) struct WebhookState {
     pub verifier: Verifier,
     pub spool: Spool,
     pub max_body_bytes: usize,
@@ -30,7 +30,7 @@ pub struct WebhookState {
 }
 
 /// The webhook route, and `/healthz` (container health checks look for it on the main port).
-pub fn configure_webhook(cfg: &mut web::ServiceConfig, state: web::Data<WebhookState>) {
+pub(crate) fn configure_webhook(cfg: &mut web::ServiceConfig, state: web::Data<WebhookState>) {
     cfg.app_data(state)
         .route(WEBHOOK_PATH, web::post().to(webhook::receive))
         .route("/healthz", get_or_head().to(health::healthz));
@@ -43,7 +43,7 @@ fn get_or_head() -> actix_web::Route {
 }
 
 /// `/readyz` and `/metrics` (plus `/healthz` when on a listener of their own).
-pub fn configure_admin(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>, with_healthz: bool) {
+pub(crate) fn configure_admin(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>, with_healthz: bool) {
     cfg.app_data(state)
         .route("/readyz", get_or_head().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics));

@@ -24,7 +24,7 @@ pub enum TlsError {
 }
 
 /// The rustls configuration for `settings`.
-pub fn server_config(settings: &TlsSettings) -> Result<rustls::ServerConfig, TlsError> {
+pub(crate) fn server_config(settings: &TlsSettings) -> Result<rustls::ServerConfig, TlsError> {
     let chain = certificates(&settings.cert)?;
     let key = PrivateKeyDer::from_pem_file(&settings.key)
         .map_err(|e| TlsError::Key { path: settings.key.clone(), message: e.to_string() })?;

@@ -21,7 +21,7 @@ pub enum Engine {
 }
 
 /// Every table's statement for `engine`, the lake rooted at `location` (e.g. `s3://bucket/prefix`).
-pub fn ddl(catalog: &Catalog, engine: Engine, location: &str) -> String {
+pub(crate) fn ddl(catalog: &Catalog, engine: Engine, location: &str) -> String {
     let root = location.trim_end_matches('/');
     let mut out = String::new();
     for (_, table) in catalog.tables() {

@@ -7,9 +7,9 @@
 //! caught by this module's tests.
 
 mod column;
-pub mod ddl;
+pub(crate) mod ddl;
 
-pub use column::{ColumnDef, ColumnType, MetaField, Source};
+pub(crate) use column::{ColumnDef, ColumnType, MetaField, Source};
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use arrow_schema::{Schema, SchemaRef};
 use serde::Deserialize;
 
 /// Columns every table starts with, in this order.
-pub const COMMON_COLUMNS: [&str; 6] =
+pub(crate) const COMMON_COLUMNS: [&str; 6] =
     ["event_id", "event_type", "event_time", "received_at", "api_version", "raw_event"];
 
 /// The embedded schema files, in table-id order.

@@ -42,7 +42,7 @@ impl EventKey {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Entry {
+pub(super) struct Entry {
     pub accepted_secs: i64,
     /// The write batch that holds the record; 0 for entries loaded at start (durable).
     pub batch: u64,
@@ -55,7 +55,7 @@ const SHARDS: usize = 256;
 
 /// The in-memory map.
 #[derive(Debug)]
-pub struct DedupMap {
+pub(super) struct DedupMap {
     shards: Vec<HashMap<EventKey, Entry>>,
 }
 
@@ -74,16 +74,16 @@ impl DedupMap {
         &mut self.shards[usize::from(key.0[0])]
     }
 
-    pub fn get(&self, key: &EventKey) -> Option<Entry> {
+    pub(super) fn get(&self, key: &EventKey) -> Option<Entry> {
         self.shard(key).get(key).copied()
     }
 
-    pub fn insert(&mut self, key: EventKey, entry: Entry) {
+    pub(super) fn insert(&mut self, key: EventKey, entry: Entry) {
         self.shard_mut(&key).insert(key, entry);
     }
 
     /// Forgets keys of a batch that failed to be written.
-    pub fn forget_batch(&mut self, keys: impl IntoIterator<Item = EventKey>, batch: u64) {
+    pub(super) fn forget_batch(&mut self, keys: impl IntoIterator<Item = EventKey>, batch: u64) {
         for key in keys {
             let shard = self.shard_mut(&key);
             if shard.get(&key).is_some_and(|e| e.batch == batch) {
@@ -93,20 +93,20 @@ impl DedupMap {
     }
 
     /// Drops entries accepted before `cutoff_secs`.
-    pub fn expire(&mut self, cutoff_secs: i64) {
+    pub(super) fn expire(&mut self, cutoff_secs: i64) {
         for shard in &mut self.shards {
             shard.retain(|_, e| e.accepted_secs >= cutoff_secs);
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.shards.iter().map(HashMap::len).sum()
     }
 }
 
 /// What [`DedupLog::load`] read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Loaded {
+pub(super) struct Loaded {
     pub keys: usize,
     /// Entries whose checksum failed (a torn last entry is not counted: it was never fsynced).
     pub damaged: usize,
@@ -114,13 +114,13 @@ pub struct Loaded {
 
 /// The day files.
 #[derive(Debug)]
-pub struct DedupLog {
+pub(super) struct DedupLog {
     dir: PathBuf,
     open: Option<(NaiveDate, io::BufWriter<File>)>,
 }
 
 impl DedupLog {
-    pub fn new(dir: PathBuf) -> io::Result<DedupLog> {
+    pub(super) fn new(dir: PathBuf) -> io::Result<DedupLog> {
         fs::create_dir_all(&dir)?;
         Ok(DedupLog { dir, open: None })
     }
@@ -128,7 +128,7 @@ impl DedupLog {
     /// Reads every day file not older than `cutoff_secs` into `map`; deletes older ones.
     /// Damaged entries are skipped, counted and reported: the ids they held are forgotten, so a
     /// redelivery of one of those events is stored again (a duplicate row in the lake).
-    pub fn load(&self, map: &mut DedupMap, cutoff_secs: i64) -> io::Result<Loaded> {
+    pub(super) fn load(&self, map: &mut DedupMap, cutoff_secs: i64) -> io::Result<Loaded> {
         let mut loaded = Loaded::default();
         for (day, path) in self.day_files()? {
             if day_end_secs(day) < cutoff_secs {
@@ -165,7 +165,7 @@ impl DedupLog {
     }
 
     /// Appends entries (buffered; see [`Self::sync`]).
-    pub fn append(&mut self, keys: &[(EventKey, i64)]) -> io::Result<()> {
+    pub(super) fn append(&mut self, keys: &[(EventKey, i64)]) -> io::Result<()> {
         for &(key, secs) in keys {
             let day = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default().date_naive();
             let writer = match &mut self.open {
@@ -184,7 +184,7 @@ impl DedupLog {
     /// Writes out the buffered entries and returns a handle on the open day file whose
     /// `sync_data` makes them durable, so callers can fsync without holding this log's lock
     /// (the spool writer appends to it between its own fsyncs).
-    pub fn flushed(&mut self) -> io::Result<Option<File>> {
+    pub(super) fn flushed(&mut self) -> io::Result<Option<File>> {
         match &mut self.open {
             Some((_, w)) => {
                 w.flush()?;
@@ -195,12 +195,12 @@ impl DedupLog {
     }
 
     /// Makes every appended entry durable.
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub(super) fn sync(&mut self) -> io::Result<()> {
         self.flushed()?.map_or(Ok(()), |f| f.sync_data())
     }
 
     /// Deletes day files entirely older than `cutoff_secs`.
-    pub fn expire(&mut self, cutoff_secs: i64) -> io::Result<()> {
+    pub(super) fn expire(&mut self, cutoff_secs: i64) -> io::Result<()> {
         for (day, path) in self.day_files()? {
             let current = self.open.as_ref().is_some_and(|(d, _)| *d == day);
             if !current && day_end_secs(day) < cutoff_secs {

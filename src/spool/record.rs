@@ -23,18 +23,18 @@ use chrono::{DateTime, Utc};
 use super::dedup::EventKey;
 use super::{Delivery, Record, Seq};
 
-pub const HEADER_LEN: usize = 8;
+pub(super) const HEADER_LEN: usize = 8;
 const FIXED_PAYLOAD: usize = 42;
 /// The smallest record: header and fixed payload, no address, an empty body.
-pub const MIN_RECORD_LEN: u64 = (HEADER_LEN + FIXED_PAYLOAD) as u64;
+pub(super) const MIN_RECORD_LEN: u64 = (HEADER_LEN + FIXED_PAYLOAD) as u64;
 /// A length above this is corruption, not a record (bodies are capped far below it).
-pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
+pub(super) const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
 
 const FLAG_VERIFIED: u8 = 1;
 const FLAG_KEY: u8 = 2;
 
 /// The encoded size of a delivery's record.
-pub fn encoded_len(delivery: &Delivery) -> usize {
+pub(super) fn encoded_len(delivery: &Delivery) -> usize {
     HEADER_LEN + FIXED_PAYLOAD + addr_text(delivery).len() + delivery.body.len()
 }
 
@@ -43,7 +43,7 @@ fn addr_text(delivery: &Delivery) -> String {
 }
 
 /// Appends the record for `delivery` at `seq` to `out`.
-pub fn encode(seq: Seq, delivery: &Delivery, out: &mut Vec<u8>) {
+pub(super) fn encode(seq: Seq, delivery: &Delivery, out: &mut Vec<u8>) {
     let addr = addr_text(delivery);
     let addr = &addr.as_bytes()[..addr.len().min(255)];
     let payload_len = FIXED_PAYLOAD + addr.len() + delivery.body.len();
@@ -65,7 +65,7 @@ pub fn encode(seq: Seq, delivery: &Delivery, out: &mut Vec<u8>) {
 
 /// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(super) enum DecodeError {
     #[error("the record header is cut short")]
     ShortHeader,
     #[error("the record claims {0} payload bytes, more than any record can hold")]
@@ -79,7 +79,7 @@ pub enum DecodeError {
 }
 
 /// Reads a header: the payload length and expected checksum.
-pub fn decode_header(bytes: &[u8]) -> Result<(usize, u32), DecodeError> {
+pub(super) fn decode_header(bytes: &[u8]) -> Result<(usize, u32), DecodeError> {
     let header: [u8; HEADER_LEN] =
         bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(DecodeError::ShortHeader)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -91,7 +91,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(usize, u32), DecodeError> {
 }
 
 /// Checks and decodes a payload whose header gave `crc`.
-pub fn decode_payload(payload: &[u8], crc: u32) -> Result<Record, DecodeError> {
+pub(super) fn decode_payload(payload: &[u8], crc: u32) -> Result<Record, DecodeError> {
     if crc32c::crc32c(payload) != crc {
         return Err(DecodeError::Checksum);
     }

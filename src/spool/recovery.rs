@@ -113,7 +113,7 @@ impl Scan {
 
 /// Reads every segment in `dir`, calling `each` for every intact record. Gaps inside the `known`
 /// ranges (lost and reported before) are not losses again.
-pub fn scan(
+pub(super) fn scan(
     dir: &Path,
     checkpoint: Seq,
     known: &[(u64, u64)],

@@ -13,16 +13,16 @@ use std::path::{Path, PathBuf};
 use super::Record;
 use super::record::{self, DecodeError, HEADER_LEN};
 
-pub const MAGIC: &[u8; 8] = b"OHBWAL01";
+pub(super) const MAGIC: &[u8; 8] = b"OHBWAL01";
 /// Bytes read ahead at a time.
 const READ_AHEAD: usize = 1024 * 1024;
 
-pub fn path(dir: &Path, first: u64) -> PathBuf {
+pub(super) fn path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("wal-{first:020}.seg"))
 }
 
 /// The segments in `dir`, ordered by their first sequence number.
-pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
@@ -42,7 +42,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 /// Reading stopped at something that is not a whole, valid record.
 #[derive(Debug, thiserror::Error)]
-pub enum CursorError {
+pub(super) enum CursorError {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("at byte {offset}: {reason}")]
@@ -53,7 +53,7 @@ pub enum CursorError {
 
 /// Sequential reader over one segment.
 #[derive(Debug)]
-pub struct Cursor {
+pub(super) struct Cursor {
     file: File,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
@@ -64,7 +64,7 @@ pub struct Cursor {
 
 impl Cursor {
     /// Opens a segment and checks its magic; `limit` bounds even that read.
-    pub fn open(path: &Path) -> Result<Cursor, CursorError> {
+    pub(super) fn open(path: &Path) -> Result<Cursor, CursorError> {
         let file = File::open(path)?;
         let mut magic = [0; 8];
         match file.read_exact_at(&mut magic, 0) {
@@ -77,7 +77,7 @@ impl Cursor {
     }
 
     /// Opens a segment whose magic may be damaged: reading starts after where the magic would be.
-    pub fn open_unchecked(path: &Path) -> io::Result<Cursor> {
+    pub(super) fn open_unchecked(path: &Path) -> io::Result<Cursor> {
         Ok(Cursor { file: File::open(path)?, buf: Vec::new(), buf_at: 0, offset: MAGIC.len() as u64 })
     }
 
@@ -85,7 +85,7 @@ impl Cursor {
     /// sequence number follows `after`: where reading resumes past damage. A candidate must have a
     /// plausible length and sequence number before its checksum is computed, so the search costs
     /// about one read of the damaged stretch.
-    pub fn resync(&mut self, from: u64, limit: u64, after: u64) -> io::Result<Option<u64>> {
+    pub(super) fn resync(&mut self, from: u64, limit: u64, after: u64) -> io::Result<Option<u64>> {
         let mut at = from;
         while at + (HEADER_LEN + 8) as u64 <= limit {
             if self.valid_at(at, limit, after)? {
@@ -119,12 +119,12 @@ impl Cursor {
     }
 
     /// The file's current length (of the open file: valid even after the path is deleted).
-    pub fn len(&self) -> io::Result<u64> {
+    pub(super) fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
     /// The next record wholly below `limit`; `None` exactly at `limit`.
-    pub fn next(&mut self, limit: u64) -> Result<Option<Record>, CursorError> {
+    pub(super) fn next(&mut self, limit: u64) -> Result<Option<Record>, CursorError> {
         let at = self.offset;
         if at >= limit {
             return Ok(None);

@@ -33,7 +33,7 @@ impl FlushIntent {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpoolState {
+pub(super) struct SpoolState {
     /// Every record at or below this is in the store.
     pub checkpoint: u64,
     pub intents: Vec<FlushIntent>,
@@ -53,14 +53,14 @@ pub enum StateError {
 }
 
 #[derive(Debug)]
-pub struct StateFile {
+pub(super) struct StateFile {
     path: PathBuf,
     pub state: SpoolState,
 }
 
 impl StateFile {
     /// Reads the state, or starts empty when there is none.
-    pub fn open(dir: &Path) -> Result<StateFile, StateError> {
+    pub(super) fn open(dir: &Path) -> Result<StateFile, StateError> {
         let path = dir.join("checkpoint.json");
         let state = match fs::read(&path) {
             Ok(bytes) => {
@@ -74,7 +74,7 @@ impl StateFile {
 
     /// Moves a damaged state file into `<spool>/quarantine/` and writes a fresh one holding only
     /// `checkpoint`; returns where the old file went.
-    pub fn reset(dir: &Path, checkpoint: u64) -> Result<PathBuf, StateError> {
+    pub(super) fn reset(dir: &Path, checkpoint: u64) -> Result<PathBuf, StateError> {
         let path = dir.join("checkpoint.json");
         let io_err = |source| StateError::Io { path: path.clone(), source };
         let quarantine = dir.join("quarantine");
@@ -93,7 +93,7 @@ impl StateFile {
     }
 
     /// Writes the current state durably.
-    pub fn save(&self) -> Result<(), StateError> {
+    pub(super) fn save(&self) -> Result<(), StateError> {
         let io_err = |source| StateError::Io { path: self.path.clone(), source };
         let bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| io_err(io::Error::other(e)))?;
         fsutil::replace(&self.path, &bytes, false).map_err(io_err)

@@ -27,7 +27,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const DEDUP_EXPIRY: Duration = Duration::from_secs(600);
 
 /// The segment being appended to.
-pub struct Active {
+pub(super) struct Active {
     first: u64,
     file: File,
     pub offset: u64,
@@ -35,7 +35,7 @@ pub struct Active {
 
 impl Active {
     /// Creates (or resets) the segment starting at `first`, durably.
-    pub fn create(dir: &Path, first: u64) -> io::Result<Active> {
+    pub(super) fn create(dir: &Path, first: u64) -> io::Result<Active> {
         let path = segment::path(dir, first);
         let file = OpenOptions::new().create(true).truncate(true).write(true).read(true).open(&path)?;
         file.write_all_at(MAGIC, 0)?;
@@ -45,7 +45,7 @@ impl Active {
     }
 }
 
-pub fn spawn(shared: Arc<Shared>, active: Active, next: u64) -> io::Result<std::thread::JoinHandle<()>> {
+pub(super) fn spawn(shared: Arc<Shared>, active: Active, next: u64) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("spool-writer".into()).spawn(move || run(&shared, active, next))
 }
 

@@ -20,7 +20,7 @@ pub(super) struct Secrets {
 }
 
 impl Secrets {
-    pub async fn resolve(settings: &ServeSettings) -> Result<Secrets, StartupError> {
+    pub(super) async fn resolve(settings: &ServeSettings) -> Result<Secrets, StartupError> {
         match &settings.subscription {
             Some(sub) => subscribe(settings, sub).await,
             None => local(settings),

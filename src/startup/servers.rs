@@ -25,7 +25,7 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
-    pub fn bind(settings: &ServeSettings) -> Result<Listeners, StartupError> {
+    pub(super) fn bind(settings: &ServeSettings) -> Result<Listeners, StartupError> {
         let bind = |addr: SocketAddr| {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
                 .map_err(|source| StartupError::Bind { addr, source })?;
@@ -47,7 +47,7 @@ impl Listeners {
     }
 
     /// Starts the HTTP servers on the listeners (not yet polled: `run_until_stopped` drives them).
-    pub fn serve(
+    pub(super) fn serve(
         &self,
         settings: &ServeSettings,
         tls_config: Option<rustls::ServerConfig>,

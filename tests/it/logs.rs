@@ -137,7 +137,7 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     wait_for_port(admin_port, Duration::from_secs(10));
     let subscription_secret = api.hooks()[0].secret.clone();
     let mut seen = hostile_deliveries(&bin.url()).await;
-    wait_for(&bin, "store write failed; retrying");
+    wait_for(&bin, "the store refuses writes, and retrying will not fix it");
     let ready = reqwest::get(format!("http://{admin}/readyz")).await.unwrap().text().await.unwrap();
     assert!(ready.contains("not_ready"), "{ready}");
     seen.push_str(&ready);
