@@ -359,16 +359,20 @@ impl Binary {
     /// SIGTERM, then wait up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < timeout, "binary did not exit within {timeout:?} of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
+        signal_and_wait(&mut child, "-TERM", timeout)
+    }
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to `child` and waits up to `timeout` for its exit status.
+pub fn signal_and_wait(child: &mut Child, signal: &str, timeout: Duration) -> std::process::ExitStatus {
+    Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
+        assert!(start.elapsed() < timeout, "the process did not exit within {timeout:?} of {signal}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

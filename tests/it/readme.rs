@@ -4,9 +4,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{tool, wait_for_port};
+use crate::helpers::{signal_and_wait, tool, wait_for_port};
 
 /// The ```sh blocks of the README section `title`, each as its command lines.
 fn sh_blocks(title: &str) -> Vec<Vec<String>> {
@@ -54,16 +54,7 @@ fn the_two_commands_then_a_duckdb_answer_run_as_written() {
         assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("duplicate"), "the retry is answered duplicate");
     }
-    // Ctrl-C.
-    Command::new("kill").args(["-INT", &server.id().to_string()]).status().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = server.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "Ctrl-C did not stop the server");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = signal_and_wait(&mut server, "-INT", Duration::from_secs(30)); // Ctrl-C
     assert!(status.success(), "{status:?}");
 
     let mut answer = String::new();

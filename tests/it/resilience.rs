@@ -262,15 +262,7 @@ async fn a_closed_log_stream_neither_crashes_nor_deafens_the_server() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(child.try_wait().unwrap().is_none(), "the server died after its log stream closed");
     assert_eq!(post_signed_to(&client, &url, booking("EVNT-PIPE-LAST")).await, 200);
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "SIGTERM ignored");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = crate::helpers::signal_and_wait(&mut child, "-TERM", Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
     assert_eq!(booking_ids(&lake).len(), 6);
 }

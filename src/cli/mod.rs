@@ -1,12 +1,15 @@
 //! The command line (clap derive). Doc comments are the `--help` text; every flag of `serve` also
 //! reads an environment variable.
 
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+mod serve;
+
+pub(crate) use serve::ServeArgs;
 
 /// Lands OnceHub webhook deliveries as typed Parquet tables on S3-compatible storage.
 #[derive(Debug, Parser)]
@@ -94,112 +97,6 @@ pub enum SchemaCommand {
         #[arg(long)]
         location: String,
     },
-}
-
-/// Settings of `serve`. Each flag can also be set by the environment variable shown.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// A TOML file with any of these settings, keyed by flag name (`flush_interval = "30s"`).
-    /// Environment variables and flags override it; an unknown key is an error.
-    #[arg(long, env = "ONCEHUB_BRIDGE_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Address the webhook receiver listens on.
-    #[arg(long, env = "ONCEHUB_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
-    /// Serve /readyz, /metrics and /healthz on this address instead of --listen (keep the
-    /// operations endpoints off the address OnceHub posts to).
-    #[arg(long, env = "ONCEHUB_BRIDGE_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-
-    #[command(flatten)]
-    pub data: DataDirArg,
-
-    /// Where Parquet files go: s3://bucket/prefix, gs://..., az://..., file:///abs/path, a path, or
-    /// memory://. S3 settings come from the AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP). Default: <data-dir>/lake.
-    #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
-    pub storage_url: Option<String>,
-
-    /// Webhook signing secrets, comma-separated (several during rotation). Default: the secret in
-    /// <data-dir>/webhook-secret, generated on first start.
-    #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
-    pub webhook_secret: Vec<String>,
-
-    /// Cut a Parquet file when its oldest row is this old (e.g. 60s, 5m).
-    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub flush_interval: Duration,
-
-    /// Cut a Parquet file at this many rows.
-    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_MAX_ROWS", default_value = "100000")]
-    pub flush_max_rows: NonZeroUsize,
-
-    /// Cut a Parquet file when its buffered size reaches this (e.g. 64MiB, 1000000).
-    #[arg(long, env = "ONCEHUB_BRIDGE_FLUSH_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
-    pub flush_max_bytes: NonZeroUsize,
-
-    /// Accept a signature whose timestamp is at most this far from now, either way; 0 disables the check.
-    #[arg(long, env = "ONCEHUB_BRIDGE_SIGNATURE_TOLERANCE", default_value = "300s", value_parser = parse_duration_or_zero)]
-    pub signature_tolerance: Duration,
-
-    /// Refuse bodies larger than this with 413 (e.g. 1MiB).
-    #[arg(long, env = "ONCEHUB_BRIDGE_MAX_BODY_BYTES", default_value = "1MiB", value_parser = parse_bytes)]
-    pub max_body_bytes: NonZeroUsize,
-
-    /// Give up on a request whose body has not fully arrived this long after its headers (408).
-    #[arg(long, env = "ONCEHUB_BRIDGE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub body_timeout: Duration,
-
-    /// On SIGTERM/SIGINT, give in-flight requests and the final flush this long before exiting.
-    #[arg(long, env = "ONCEHUB_BRIDGE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    /// Refuse deliveries with 503 + Retry-After once the spool on disk holds this much (e.g.
-    /// while the store is down).
-    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
-    pub spool_max_bytes: NonZeroUsize,
-
-    /// Size at which the spool starts a new segment file.
-    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
-    pub spool_segment_bytes: NonZeroUsize,
-
-    /// Refuse deliveries with 503 + Retry-After when the spool's disk has less free space than this.
-    #[arg(long, env = "ONCEHUB_BRIDGE_SPOOL_MIN_FREE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
-    pub spool_min_free_bytes: NonZeroUsize,
-
-    /// An event id accepted within this window is answered 2xx and not written again (e.g. 7d, 12h).
-    #[arg(long, env = "ONCEHUB_BRIDGE_DEDUP_WINDOW", default_value = "7d", value_parser = humantime::parse_duration)]
-    pub dedup_window: Duration,
-
-    /// HTTP worker threads. Default: one per CPU core.
-    #[arg(long, env = "ONCEHUB_BRIDGE_WORKERS")]
-    pub workers: Option<NonZeroUsize>,
-
-    /// The https address OnceHub reaches this service at (base URL, `/webhooks/oncehub` is added).
-    /// With --api-key, `serve` makes sure exactly one subscription points there before it is ready.
-    #[arg(long, env = "ONCEHUB_BRIDGE_PUBLIC_URL")]
-    pub public_url: Option<String>,
-
-    #[command(flatten)]
-    pub subscription: SubscriptionArgs,
-
-    /// After a subscription is replaced, its old secret is still accepted this long (deliveries
-    /// signed in flight).
-    #[arg(long, env = "ONCEHUB_BRIDGE_SECRET_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub secret_grace: Duration,
-
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key). Default: plain HTTP, for
-    /// running behind a proxy that terminates TLS.
-    #[arg(long, env = "ONCEHUB_BRIDGE_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The PEM private key of --tls-cert.
-    #[arg(long, env = "ONCEHUB_BRIDGE_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub api: ApiArgs,
 }
 
 /// How to reach the OnceHub API.

@@ -1,0 +1,113 @@
+//! Where each row goes: its event's table when it fits, else `dead_letter` (the delivery's own
+//! reason, or `encode_error`); and into which pending file, cut again the same way on replay.
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::buffer::{Rejected, TableBuffer};
+use super::{Batcher, BatcherError, FlushReason, should_flush};
+use crate::event::{DeadReason, Event, Parsed, RowInput, build_row, fit};
+use crate::metrics;
+use crate::schema::Table;
+use crate::sink::ObjectKey;
+use crate::spool::{Delivery, Seq};
+
+impl Batcher {
+    /// The row a delivery becomes and where it goes: its event's table when the row fits it,
+    /// else `dead_letter` (the delivery's own reason, or `encode_error` for a row that does not fit).
+    pub(super) fn route(&self, seq: Seq, delivery: &Delivery) -> (Table, NaiveDate, Value) {
+        let parsed = Event::parse(&delivery.body);
+        let table = parsed.table();
+        let dt = parsed.partition_date(delivery.received_at);
+        let (json, dead) = match &parsed {
+            Parsed::Event(e) => (Some(&e.json), None),
+            Parsed::Dead(d) => {
+                tracing::warn!(seq = seq.0, reason = d.reason.code(), error = %d.error, "signed delivery is not an event; kept in dead_letter");
+                (d.json.as_ref(), Some((d.reason.code(), d.error.as_str())))
+            }
+        };
+        let input = RowInput { json, body: &delivery.body, received_at: delivery.received_at, dead };
+        let schema = self.catalog.table(table);
+        let row = build_row(schema, &input);
+        match fit::check(&schema.arrow, &row) {
+            Ok(()) => (table, dt, row),
+            Err(misfit) => self.encode_error(seq, json, &delivery.body, delivery.received_at, &misfit.to_string()),
+        }
+    }
+
+    /// A dead-letter row for a delivery whose row could not be encoded.
+    fn encode_error(
+        &self,
+        seq: Seq,
+        json: Option<&Value>,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        error: &str,
+    ) -> (Table, NaiveDate, Value) {
+        tracing::warn!(
+            seq = seq.0,
+            reason = DeadReason::EncodeError.code(),
+            error,
+            "a delivery's row does not fit its table; kept in dead_letter"
+        );
+        metrics::encode_error();
+        let input = RowInput { json, body, received_at, dead: Some((DeadReason::EncodeError.code(), error)) };
+        (Table::DeadLetter, received_at.date_naive(), build_row(self.catalog.table(Table::DeadLetter), &input))
+    }
+
+    /// Adds a row to the pending file of its (table, dt); returns why that file is due, if it is.
+    pub(super) fn place(
+        &mut self,
+        table: Table,
+        dt: NaiveDate,
+        seq: Seq,
+        row: Value,
+        body: &Bytes,
+        received_at: DateTime<Utc>,
+    ) -> Result<Option<FlushReason>, BatcherError> {
+        let partition = ObjectKey::partition(table, dt);
+        if self.written.iter().any(|i| i.covers(&partition, seq)) {
+            return Ok(None); // replayed, but its file is in the store already
+        }
+        let buffer = match self.buffers.entry((table, dt)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let fresh = TableBuffer::new(self.catalog.table(table).arrow.clone(), seq, Instant::now())?;
+                let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
+                let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
+                    Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),
+                    Some(intent) => {
+                        tracing::warn!(
+                            partition,
+                            first = intent.first,
+                            seq = seq.0,
+                            "replay does not start where the recorded file did; writing a new file"
+                        );
+                        fresh
+                    }
+                    None => fresh,
+                };
+                e.insert(fresh)
+            }
+        };
+        let rejected = buffer.push(seq, row, body, received_at)?;
+        let reason = match buffer.replay_end() {
+            Some(end) => (seq >= end).then_some(FlushReason::Replay),
+            None => should_flush(buffer.rows(), buffer.bytes(), std::time::Duration::ZERO, &self.limits),
+        };
+        self.divert(rejected)?;
+        Ok(reason)
+    }
+
+    /// Keeps rows Arrow refused as `encode_error` dead letters (their files are due by age or size).
+    pub(super) fn divert(&mut self, rejected: Vec<Rejected>) -> Result<(), BatcherError> {
+        for r in rejected {
+            let json: Option<Value> = serde_json::from_slice(&r.body).ok();
+            let (table, dt, row) = self.encode_error(r.seq, json.as_ref(), &r.body, r.received_at, &r.error);
+            self.place(table, dt, r.seq, row, &r.body, r.received_at)?;
+        }
+        Ok(())
+    }
+}
