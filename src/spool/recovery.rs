@@ -194,7 +194,8 @@ pub(super) fn scan(
                 file.set_len(bad.start).and_then(|()| file.sync_all()).map_err(io_at(&path))?;
                 tracing::warn!(segment = %path.display(), offset = bad.start, bytes_cut = cut, reason = %bad.reason, "spool recovery: {note}");
             }
-            report.action = Some(format!("torn tail: {cut} bytes cut at byte {}", bad.start));
+            let verb = if mode == Mode::Repair { "cut" } else { "to cut (a crash mid-write, never acknowledged)" };
+            report.action = Some(format!("torn tail: {cut} bytes at byte {} {verb}", bad.start));
             report.torn_tail = true;
             scan.truncated = Some(note);
             cause_after = None;
