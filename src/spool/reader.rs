@@ -3,7 +3,9 @@
 //!
 //! It starts at checkpoint + 1, so after a restart it first replays what the store does not have
 //! yet, then follows the writer. Sequence numbers that recovery found lost (a gap) are stepped
-//! over: the reader never waits for a number that no segment holds.
+//! over: the reader never waits for a number that no segment holds. A record damaged after it
+//! was written (found while reading, not at start-up) is stepped over the same way: an ERROR, the
+//! lost range counted, and reading resumes at the next valid record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use tokio::sync::watch;
 
 use super::segment::{self, Cursor, CursorError};
 use super::{Durable, Record, Seq, Shared, SpoolError};
+use crate::metrics;
 
 pub struct SpoolReader {
     shared: Arc<Shared>,
@@ -21,6 +24,8 @@ pub struct SpoolReader {
     next: u64,
     /// Highest sequence number handed out, shared for start-up's replay wait.
     progress: Arc<AtomicU64>,
+    /// Damage was stepped over: the gap before the next record is a loss to report.
+    after_damage: bool,
 }
 
 struct OpenSegment {
@@ -34,7 +39,7 @@ impl SpoolReader {
     pub(super) fn new(shared: Arc<Shared>, start: Seq) -> SpoolReader {
         let durable = shared.durable.subscribe();
         let progress = Arc::new(AtomicU64::new(start.0.saturating_sub(1)));
-        SpoolReader { shared, durable, open: None, next: start.0, progress }
+        SpoolReader { shared, durable, open: None, next: start.0, progress, after_damage: false }
     }
 
     /// The highest sequence number read so far (shared counter).
@@ -77,6 +82,16 @@ impl SpoolReader {
             match open.cursor.next(limit) {
                 Ok(Some(record)) if record.seq.0 < self.next => continue,
                 Ok(Some(record)) => {
+                    if std::mem::take(&mut self.after_damage) && record.seq.0 > self.next {
+                        let lost = record.seq.0 - self.next;
+                        metrics::records_lost(lost);
+                        tracing::error!(
+                            first = self.next,
+                            last = record.seq.0 - 1,
+                            records = lost,
+                            "spool records lost to damage found while reading"
+                        );
+                    }
                     self.next = record.seq.0 + 1;
                     self.progress.store(record.seq.0, Ordering::Release);
                     return Ok(Some(record));
@@ -95,6 +110,20 @@ impl SpoolReader {
                     let first = open.first;
                     self.next = self.next.max(self.following(first).unwrap_or(self.next));
                     self.open = None;
+                }
+                Err(CursorError::Bad { offset, reason }) => {
+                    // Damaged after it was written (the disk, or someone's editor): read on past it.
+                    let path = segment::path(&self.shared.opts.dir, open.first);
+                    let after = self.next.saturating_sub(1);
+                    let resume = open.cursor.resync(offset + 1, limit, after);
+                    let resume =
+                        resume.map_err(|source| SpoolError::Read { path: path.clone(), source })?.unwrap_or(limit);
+                    tracing::error!(
+                        segment = %path.display(), offset, bytes = resume - offset, reason = %reason,
+                        "a spool record is damaged; reading resumes past it (the next start quarantines the segment)"
+                    );
+                    open.cursor.offset = resume;
+                    self.after_damage = true;
                 }
                 Err(e) => {
                     let path = segment::path(&self.shared.opts.dir, open.first);
