@@ -5,6 +5,8 @@
 //! `[first, last]` that the batcher read, and no other rows.
 
 use arrow_json::reader::{Decoder, ReaderBuilder};
+use std::sync::Arc;
+
 use arrow_schema::{ArrowError, SchemaRef};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -58,13 +60,19 @@ struct Origin {
     received_at: DateTime<Utc>,
 }
 
+/// Builds a delivery's row again, for the rare chunk the decoder refuses (see
+/// [`TableBuffer::push`]): rows go into the decoder at once, so only their deliveries are kept.
+pub(super) type Rebuild = Arc<dyn Fn(&Bytes, DateTime<Utc>) -> Value + Send + Sync>;
+
 pub(super) struct TableBuffer {
     schema: SchemaRef,
     decoder: Decoder,
     writer: FileWriter,
-    /// Rows not yet decoded, with where they came from.
-    chunk: Vec<Value>,
+    rebuild: Rebuild,
+    /// Where the rows in the decoder came from (the rows themselves are in its tape).
     origins: Vec<Origin>,
+    /// The decoder refused a row while it was being added: the chunk must be rebuilt.
+    refused: bool,
     rows: usize,
     /// Approximate size of the rows in `chunk`.
     undecoded_bytes: usize,
@@ -77,13 +85,19 @@ pub(super) struct TableBuffer {
 }
 
 impl TableBuffer {
-    pub(super) fn new(schema: SchemaRef, first: Seq, now: Instant) -> Result<TableBuffer, BufferError> {
+    pub(super) fn new(
+        schema: SchemaRef,
+        first: Seq,
+        now: Instant,
+        rebuild: Rebuild,
+    ) -> Result<TableBuffer, BufferError> {
         Ok(TableBuffer {
             decoder: decoder(&schema)?,
             writer: FileWriter::new(schema.clone())?,
             schema,
-            chunk: Vec::with_capacity(CHUNK_ROWS),
+            rebuild,
             origins: Vec::with_capacity(CHUNK_ROWS),
+            refused: false,
             rows: 0,
             undecoded_bytes: 0,
             opened_at: now,
@@ -114,17 +128,19 @@ impl TableBuffer {
     pub(super) fn push(
         &mut self,
         seq: Seq,
-        row: Value,
+        row: &Value,
         body: &Bytes,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Rejected>, BufferError> {
-        self.chunk.push(row);
+        if !self.refused && self.decoder.serialize(std::slice::from_ref(row)).is_err() {
+            self.refused = true;
+        }
         self.origins.push(Origin { seq, body: body.clone(), received_at });
         self.rows += 1;
         self.first = self.first.min(seq);
         self.last = self.last.max(seq);
         self.undecoded_bytes += body.len();
-        if self.chunk.len() >= CHUNK_ROWS || self.undecoded_bytes >= CHUNK_BYTES {
+        if self.origins.len() >= CHUNK_ROWS || self.undecoded_bytes >= CHUNK_BYTES {
             return self.encode_pending();
         }
         Ok(Vec::new())
@@ -133,26 +149,33 @@ impl TableBuffer {
     /// Decodes the chunk and hands it to the Parquet writer. Should Arrow refuse the chunk, each
     /// row is decoded alone, so only the rows it refuses leave the file.
     fn encode_pending(&mut self) -> Result<Vec<Rejected>, BufferError> {
-        let rows = std::mem::take(&mut self.chunk);
         let origins = std::mem::take(&mut self.origins);
         self.undecoded_bytes = 0;
-        if rows.is_empty() {
+        if origins.is_empty() {
             return Ok(Vec::new());
         }
-        match decode(&mut self.decoder, &rows) {
+        let flushed = if std::mem::take(&mut self.refused) {
+            Err(ArrowError::JsonError("a row was refused as it was added".into()))
+        } else {
+            self.decoder
+                .flush()
+                .and_then(|b| b.ok_or_else(|| ArrowError::JsonError("the decoder returned no rows".into())))
+        };
+        match flushed {
             Ok(batch) => {
                 self.writer.write(&batch)?;
                 self.received_at.extend(origins.iter().map(|o| o.received_at));
                 return Ok(Vec::new());
             }
             Err(e) => {
-                tracing::error!(error = %e, rows = rows.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one")
+                tracing::error!(error = %e, rows = origins.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one")
             }
         }
         let mut rejected = Vec::new();
-        for (row, origin) in rows.iter().zip(origins) {
+        for origin in origins {
             self.decoder = decoder(&self.schema)?;
-            match decode(&mut self.decoder, std::slice::from_ref(row)) {
+            let row = (self.rebuild)(&origin.body, origin.received_at);
+            match decode(&mut self.decoder, std::slice::from_ref(&row)) {
                 Ok(batch) => {
                     self.writer.write(&batch)?;
                     self.received_at.push(origin.received_at);
@@ -164,6 +187,7 @@ impl TableBuffer {
                 }
             }
         }
+        self.decoder = decoder(&self.schema)?;
         Ok(rejected)
     }
 
@@ -209,11 +233,22 @@ mod tests {
     use crate::schema::{Catalog, Table};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+    /// Rows as the batcher builds them, from the body alone (no fit check: a defect in it is
+    /// what the fallback is for).
+    fn rebuild_for(table: Table) -> Rebuild {
+        Arc::new(move |body: &Bytes, received_at| {
+            let catalog = Catalog::load().unwrap();
+            let json: Value = serde_json::from_slice(body).unwrap();
+            build_row(catalog.table(table), &RowInput { json: Some(&json), body, received_at, dead: None })
+        })
+    }
+
     #[test]
     fn rows_across_chunks_all_reach_the_file() {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
-        let mut buf = TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now()).unwrap();
+        let mut buf =
+            TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
         let n = CHUNK_ROWS * 2 + 3;
         for i in 0..n {
             let body = format!(
@@ -223,7 +258,7 @@ mod tests {
             let input =
                 RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
             let rejected = buf
-                .push(Seq(i as u64 + 1), build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now())
+                .push(Seq(i as u64 + 1), &build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now())
                 .unwrap();
             assert!(rejected.is_empty());
         }
@@ -238,7 +273,8 @@ mod tests {
     fn a_row_arrow_refuses_leaves_the_chunk_and_the_rest_lands() {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
-        let mut buf = TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now()).unwrap();
+        let mut buf =
+            TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
         for i in 1..=5u64 {
             // Row 3 has an empty `type`: it skips the fit check here, as a defect in it would.
             let ty = if i == 3 { "" } else { "booking.scheduled" };
@@ -247,7 +283,9 @@ mod tests {
             let input =
                 RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
             assert!(
-                buf.push(Seq(i), build_row(schema, &input), &Bytes::from(body), chrono::Utc::now()).unwrap().is_empty()
+                buf.push(Seq(i), &build_row(schema, &input), &Bytes::from(body), chrono::Utc::now())
+                    .unwrap()
+                    .is_empty()
             );
         }
         let file = buf.finish().unwrap();

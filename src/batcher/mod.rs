@@ -130,7 +130,7 @@ impl Batcher {
         let Record { seq, delivery } = record;
         self.last_read = seq;
         self.report.records += 1;
-        let (table, dt, row) = self.route(seq, &delivery);
+        let (table, dt, row) = route::route(&self.catalog, seq, &delivery.body, delivery.received_at);
         if let Some(reason) = self.place(table, dt, seq, row, &delivery.body, delivery.received_at)? {
             self.flush((table, dt), reason).await?;
         }

@@ -133,12 +133,12 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut top = Top::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "id" => top.id = map.next_value_seed(FieldSeed)?,
-                "type" => top.event_type = map.next_value_seed(FieldSeed)?,
-                "data" => top.data = map.next_value_seed(FieldSeed)?,
-                _ => map.next_value_seed(Skip)?,
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::Id => top.id = map.next_value_seed(FieldSeed)?,
+                Key::Type => top.event_type = map.next_value_seed(FieldSeed)?,
+                Key::Data => top.data = map.next_value_seed(FieldSeed)?,
+                Key::Other => map.next_value_seed(Skip)?,
             }
         }
         Ok(Some(top))
@@ -166,6 +166,42 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// A top-level key, told apart without allocating (escaped keys included: the visitor sees them
+/// unescaped).
+enum Key {
+    Id,
+    Type,
+    Data,
+    Other,
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+        Ok(match key {
+            "id" => Key::Id,
+            "type" => Key::Type,
+            "data" => Key::Data,
+            _ => Key::Other,
+        })
     }
 }
 

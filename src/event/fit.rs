@@ -23,19 +23,42 @@ pub(crate) fn check(schema: &Schema, row: &Value) -> Result<(), Misfit> {
     let Value::Object(map) = row else {
         return Err(Misfit { path: String::new(), problem: "the row is not an object".into() });
     };
-    fields(schema.fields(), |name| map.get(name), "")
+    fields(schema.fields(), |name| map.get(name), None)
 }
 
-fn fields<'a>(fields: &Fields, get: impl Fn(&str) -> Option<&'a Value>, parent: &str) -> Result<(), Misfit> {
+/// Where a value sits in the row, spelled out only when something does not fit (the check runs
+/// for every row, so it allocates nothing on the way).
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Field(&'a str),
+    Item,
+}
+
+struct At<'a> {
+    step: Step<'a>,
+    parent: Option<&'a At<'a>>,
+}
+
+impl At<'_> {
+    fn spell(&self) -> String {
+        let parent = self.parent.map(At::spell);
+        match (parent, self.step) {
+            (None, Step::Field(name)) => name.to_owned(),
+            (Some(p), Step::Field(name)) => format!("{p}.{name}"),
+            (p, Step::Item) => format!("{}[]", p.unwrap_or_default()),
+        }
+    }
+}
+
+fn fields<'a>(fields: &Fields, get: impl Fn(&str) -> Option<&'a Value>, parent: Option<&At<'_>>) -> Result<(), Misfit> {
     for field in fields {
-        let path = if parent.is_empty() { field.name().clone() } else { format!("{parent}.{}", field.name()) };
-        value(field, get(field.name()), &path)?;
+        value(field, get(field.name()), &At { step: Step::Field(field.name()), parent })?;
     }
     Ok(())
 }
 
-fn value(field: &Field, value: Option<&Value>, path: &str) -> Result<(), Misfit> {
-    let misfit = |problem: &str| Err(Misfit { path: path.to_owned(), problem: problem.to_owned() });
+fn value(field: &Field, value: Option<&Value>, at: &At<'_>) -> Result<(), Misfit> {
+    let misfit = |problem: &str| Err(Misfit { path: at.spell(), problem: problem.to_owned() });
     let value = match value {
         None | Some(Value::Null) if field.is_nullable() => return Ok(()),
         None | Some(Value::Null) => return misfit("null in a non-nullable column"),
@@ -46,9 +69,10 @@ fn value(field: &Field, value: Option<&Value>, path: &str) -> Result<(), Misfit>
         (DataType::Int64 | DataType::Timestamp(_, _), Value::Number(n)) if n.is_i64() => Ok(()),
         (DataType::Float64, Value::Number(_)) => Ok(()),
         (DataType::Boolean, Value::Bool(_)) => Ok(()),
-        (DataType::Struct(children), Value::Object(map)) => fields(children, |name| map.get(name), path),
+        (DataType::Struct(children), Value::Object(map)) => fields(children, |name| map.get(name), Some(at)),
         (DataType::List(item) | DataType::LargeList(item), Value::Array(items)) => {
-            items.iter().try_for_each(|i| self::value(item, Some(i), &format!("{path}[]")))
+            let at = At { step: Step::Item, parent: Some(at) };
+            items.iter().try_for_each(|i| self::value(item, Some(i), &at))
         }
         (other, v) => misfit(&format!("{} where {other} was expected", kind(v))),
     }
