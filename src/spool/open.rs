@@ -58,7 +58,10 @@ pub(super) fn open(opts: &SpoolOptions) -> Result<Opened, OpenError> {
 
     metrics::records_lost(scan.lost());
     let mut state = state;
-    remember_losses(&mut state, &scan)?;
+    if let Err(e) = remember_losses(&mut state, &scan) {
+        // Not a reason to stay down: the losses are logged, and the next start finds them again.
+        tracing::warn!(error = %e, "cannot record the losses in the spool state; the next start reports them again");
+    }
     let next = scan.last.0 + 1;
     let mut segments: VecDeque<(u64, u64)> =
         scan.segments.iter().copied().filter(|(first, _)| *first != next).collect();
