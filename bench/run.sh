@@ -110,6 +110,10 @@ wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
 (while kill -0 "$bridge" 2>/dev/null; do
   grep VmHWM "/proc/$bridge/status" >"$WORK/hwm.tmp" 2>/dev/null && mv "$WORK/hwm.tmp" "$WORK/hwm"
   cut -d')' -f2 "/proc/$bridge/stat" 2>/dev/null | awk '{print $12 + $13}' >"$WORK/cpu.tmp" && mv "$WORK/cpu.tmp" "$WORK/cpu"
+  # Each thread's name and CPU ticks, in one process (threads come and go: the last reading counts).
+  awk '{ o = index($0, "("); c = index($0, ") "); split(substr($0, c + 2), f, " ");
+         printf "%s\t%s\t%d\n", FILENAME, substr($0, o + 1, c - o - 1), f[12] + f[13] }' \
+    /proc/"$bridge"/task/*/stat >>"$WORK/threads" 2>/dev/null || true
   sleep 0.2
 done) &
 
@@ -138,6 +142,8 @@ calc() { "$PY" -c "print($1)"; }
 json_per=$(calc "($sat_json + $rate_json) // ($N + $RATE_N)")
 ms() { calc "round($1 / 1000, 2)"; }
 rows=$(val "$lake" rows)
+# CPU per delivery by thread kind, from the last reading of every thread the bridge had.
+by_thread=$("$PY" bench/threads.py "$WORK/threads" "$(getconf CLK_TCK)" "$rows" 2>/dev/null || echo "?")
 sat_rps=$(val "$saturated" rps)
 ceil_rps=$(val "$ceiling" rps)
 
@@ -156,6 +162,7 @@ cat <<EOF
 | non-2xx answers / socket errors | $(($(val "$fixed" non2xx) + $(val "$saturated" non2xx))) / $(($(val "$fixed" errors) + $(val "$saturated" errors))) |
 | peak RSS | $((peak_kib / 1024)) MiB |
 | bridge CPU per delivery (receive, spool, encode, store) | $(calc "round($cpu_ticks / $(getconf CLK_TCK) * 1e6 / $rows, 1)") µs |
+| of which, by thread | $by_thread |
 | JSON received per delivery | $json_per B |
 | Parquet written per delivery | $(($(val "$lake" parquet_bytes) / rows)) B ($(calc "round(100 * $(val "$lake" parquet_bytes) / $rows / $json_per, 1)") % of JSON) |
 | 2xx to readable in the lake p50 / p99 / max (flush interval $FLUSH_INTERVAL) | $(val "$lag" lag_p50) / $(val "$lag" lag_p99) / $(val "$lag" lag_max) s |
