@@ -6,13 +6,15 @@
 //! ```text
 //! LOCK                      held (flock) by the running process: one service per data dir
 //! wal-<first seq>.seg       segments: magic "OHBWAL01", then records (format in `record`)
-//! checkpoint.json           acknowledged checkpoint + flush intents (see `state`)
+//! checkpoint.json           acknowledged checkpoint, flush intents, known losses (see `state`)
 //! dedup/YYYY-MM-DD.keys     accepted event keys per day (see `dedup`)
+//! quarantine/               damaged originals recovery replaced (see `recovery`)
 //! ```
 //!
 //! # Invariants
-//! - Sequence numbers are dense: each segment's records are consecutive from the number in its
-//!   name, and each segment starts where the previous one ended.
+//! - The writer numbers records densely: each segment's records are consecutive from the number
+//!   in its name, and each segment starts where the previous one ended. Only damage makes gaps;
+//!   recovery reports each one once (and records it), and the reader steps over them.
 //! - A record is fsynced before the append that wrote it returns (and so before the 2xx). One
 //!   writer thread does the I/O; every append that arrives while an fsync runs joins the next
 //!   batch (group commit), so a request waits for at most the fsync in progress and its own.
@@ -21,8 +23,9 @@
 //!   deleted only when its last record is at or below the durable checkpoint.
 //! - The dedup day file is fsynced before any segment is deleted, so an accepted event id is
 //!   always in a day file or in a segment; start-up reads both.
-//! - Start-up recovery cuts a torn tail of the last segment (see `recovery`), and the reader starts
-//!   at checkpoint + 1: every record not yet in the store is replayed.
+//! - Start-up recovery cuts a torn tail of the last segment and rewrites damaged segments with
+//!   their intact records (see `recovery`); the reader starts at checkpoint + 1: every intact
+//!   record not yet in the store is replayed.
 //! - A segment rolls when it has reached `segment_bytes` (at a batch boundary, so it may exceed
 //!   the size by one batch).
 //! - The budget (`max_bytes`) counts the segment bytes of records not yet in the store: every
