@@ -75,7 +75,6 @@ pub(super) fn open(opts: &SpoolOptions) -> Result<Opened, OpenError> {
         truncated: scan.truncated,
         losses: scan.losses,
         dedup_keys: dedup.len(),
-        dedup_damaged: loaded.damaged,
     };
     Ok(Opened { lock, state, dedup_log, dedup, segments, active, recovered })
 }

@@ -82,15 +82,9 @@ pub(super) fn read_segment(
 /// new size. Crash-safe: the original is linked into quarantine first, and the rewritten file
 /// replaces it by rename only once it is fsynced.
 pub(super) fn rewrite(dir: &Path, path: &Path, good: &[(u64, u64)]) -> io::Result<(PathBuf, u64)> {
-    let quarantine = dir.join("quarantine");
-    fs::create_dir_all(&quarantine)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut target = quarantine.join(&name);
-    let mut n = 1;
-    while target.exists() {
-        target = quarantine.join(format!("{name}.{n}"));
-        n += 1;
-    }
+    let target = quarantine_path(dir, &name)?;
+    let quarantine = dir.join("quarantine");
     if fs::hard_link(path, &target).is_err() {
         fs::copy(path, &target)?;
     }
@@ -115,4 +109,17 @@ pub(super) fn rewrite(dir: &Path, path: &Path, good: &[(u64, u64)]) -> io::Resul
     fs::rename(&tmp, path)?;
     sync_dir(dir)?;
     Ok((target, size))
+}
+
+/// A free name for `name` in `<spool>/quarantine/` (created if missing): `name`, else `name.1`, ...
+pub(super) fn quarantine_path(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    let quarantine = dir.join("quarantine");
+    fs::create_dir_all(&quarantine)?;
+    let mut target = quarantine.join(name);
+    let mut n = 1;
+    while target.exists() {
+        target = quarantine.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    Ok(target)
 }

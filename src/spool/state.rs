@@ -77,14 +77,7 @@ impl StateFile {
     pub(super) fn reset(dir: &Path, checkpoint: u64) -> Result<PathBuf, StateError> {
         let path = dir.join("checkpoint.json");
         let io_err = |source| StateError::Io { path: path.clone(), source };
-        let quarantine = dir.join("quarantine");
-        fs::create_dir_all(&quarantine).map_err(io_err)?;
-        let mut target = quarantine.join("checkpoint.json");
-        let mut n = 1;
-        while target.exists() {
-            target = quarantine.join(format!("checkpoint.json.{n}"));
-            n += 1;
-        }
+        let target = super::salvage::quarantine_path(dir, "checkpoint.json").map_err(io_err)?;
         fs::rename(&path, &target).map_err(io_err)?;
         let state = SpoolState { checkpoint, ..SpoolState::default() };
         let fresh = StateFile { path: path.clone(), state };

@@ -108,8 +108,6 @@ pub struct Recovered {
     /// Records above the checkpoint that damage took (each range is also logged and counted).
     pub losses: Vec<Loss>,
     pub dedup_keys: usize,
-    /// Damaged dedup entries skipped: their ids are forgotten.
-    pub dedup_damaged: usize,
 }
 
 /// Counters, for logs and metrics.
