@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs into .tools/venv, once, from PyPI: DuckDB 1.5.5 with its httpfs extension (the
-# independent Parquet reader of the tests and the benchmark), the DuckDB CLI (`duckdb-cli`, which
-# the README's flow uses), and check-jsonschema (validates docker-compose.yml against the compose
+# Installs into .tools/venv, once, from PyPI: DuckDB 1.5.5 with its httpfs and delta extensions
+# (the independent Parquet and Delta reader of the tests and the benchmark), the DuckDB CLI
+# (`duckdb-cli`, which the README's flow uses), the `deltalake` package with pyarrow (a second
+# Delta reader, delta-rs), and check-jsonschema (validates docker-compose.yml against the compose
 # specification offline; brings ruamel.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
-if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, pytz, check_jsonschema, ruamel.yaml" 2>/dev/null \
+if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, duckdb_extension_delta, deltalake, pyarrow, pytz, check_jsonschema, ruamel.yaml" 2>/dev/null \
   || [ ! -x "$TOOLS/venv/bin/duckdb" ]; then
-  echo "== installing DuckDB and check-jsonschema into $TOOLS/venv"
+  echo "== installing DuckDB, deltalake and check-jsonschema into $TOOLS/venv"
   mkdir -p "$TOOLS"
   python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 duckdb-cli==1.5.5 pytz check-jsonschema==0.39.0
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 \
+    duckdb-extension-delta==1.5.5 duckdb-cli==1.5.5 deltalake==1.6.6 pyarrow==26.0.1 pytz check-jsonschema==0.39.0
 fi

@@ -27,6 +27,7 @@ pub(crate) mod event;
 pub(crate) mod fsutil;
 pub(crate) mod http;
 pub(crate) mod instance;
+pub mod lake;
 pub(crate) mod metrics;
 pub mod oncehub;
 pub(crate) mod schema;

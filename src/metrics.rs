@@ -37,10 +37,16 @@ const ENCODE_ERRORS: &str = "oncehub_bridge_encode_errors_total";
 const RECORDS_LOST: &str = "oncehub_bridge_spool_records_lost_total";
 const DEDUP_DAMAGED: &str = "oncehub_bridge_dedup_entries_damaged_total";
 const SPOOL_STATE_ERRORS: &str = "oncehub_bridge_spool_state_errors_total";
+const DELTA_COMMITS: &str = "oncehub_bridge_delta_commits_total";
+const DELTA_FILES: &str = "oncehub_bridge_delta_files_committed_total";
+const DELTA_COMMIT_SECONDS: &str = "oncehub_bridge_delta_commit_seconds";
+const DELTA_CONFLICTS: &str = "oncehub_bridge_delta_commit_conflicts_total";
 
 /// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
 const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 /// Lag: from `received_at` to the file holding the row being in the store (flush interval bound).
+/// A Delta commit: one log entry PUT plus the kernel's work around it.
+const COMMIT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const LAG_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -51,6 +57,7 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(ACK_LATENCY.into()), ACK_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(LAG.into()), LAG_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(DELTA_COMMIT_SECONDS.into()), COMMIT_BUCKETS))
             .expect("bucket lists are non-empty constants");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -102,6 +109,25 @@ fn describe() {
         SPOOL_STATE_ERRORS,
         "Failed writes of the spool checkpoint or a flush intent (retried; disk full, usually)."
     );
+    describe_counter!(DELTA_COMMITS, "Delta commits that added files, by table.");
+    describe_counter!(DELTA_FILES, "Files added to Delta tables by commits, by table.");
+    describe_histogram!(DELTA_COMMIT_SECONDS, Unit::Seconds, "Time to commit one Delta log entry, by table.");
+    describe_counter!(
+        DELTA_CONFLICTS,
+        "Delta log versions another writer took first (the commit is retried), by table."
+    );
+}
+
+/// A Delta commit added `files` files to `table`.
+pub(crate) fn delta_commit(table: &'static str, files: usize, took: Duration) {
+    counter!(DELTA_COMMITS, "table" => table).increment(1);
+    counter!(DELTA_FILES, "table" => table).increment(files as u64);
+    histogram!(DELTA_COMMIT_SECONDS, "table" => table).record(took.as_secs_f64());
+}
+
+/// A Delta commit found its log version taken.
+pub(crate) fn delta_conflict(table: &'static str) {
+    counter!(DELTA_CONFLICTS, "table" => table).increment(1);
 }
 
 /// An event's row did not fit its table and went to dead_letter.

@@ -1,4 +1,4 @@
-//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as one JSON object
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`, the Delta kernel at `warn`), as one JSON object
 //! per line (for log collectors) or as readable text (for people). The default follows stderr:
 //! readable on a terminal, JSON otherwise (a container, a file, a pipe).
 //!
@@ -28,7 +28,8 @@ impl LogFormat {
 }
 
 pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,delta_kernel=warn,delta_kernel_default_engine=warn"));
     // A log line that cannot be written (stderr closed: `serve 2>&1 | head`) is dropped. The
     // subscriber's own report of that failure would go to the same closed stderr through
     // `eprintln!`, which panics: it is turned off.

@@ -1,6 +1,8 @@
 """Runs one SQL query in DuckDB and prints {"columns", "types", "rows"} as JSON.
 
-Used by the integration tests as an independent Parquet reader. With DUCK_S3_ENDPOINT set, loads
+Used by the integration tests as an independent Parquet and Delta reader: the delta extension
+shipped by the duckdb-extension-delta wheel is always loaded, so `delta_scan('<table>')` works.
+With DUCK_S3_ENDPOINT set, it also loads
 the httpfs extension shipped by the duckdb-extension-httpfs wheel (no network needed) and registers
 an S3 secret from DUCK_S3_ENDPOINT / DUCK_S3_KEY_ID / DUCK_S3_SECRET, so s3:// paths work.
 """
@@ -11,8 +13,12 @@ import sys
 
 import duckdb
 
-con = duckdb.connect()
+import duckdb_extension_delta
+
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
 con.execute("SET TimeZone = 'UTC'")
+delta_base = os.path.dirname(duckdb_extension_delta.__file__)
+con.execute(f"LOAD '{glob.glob(os.path.join(delta_base, 'extensions', '*', 'delta.duckdb_extension'))[0]}'")
 endpoint = os.environ.get("DUCK_S3_ENDPOINT")
 if endpoint:
     import duckdb_extension_httpfs

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::sink::{EncodeError, FileWriter};
+use crate::sink::{EncodeError, Encoded, FileWriter, StatsSpec};
 use crate::spool::Seq;
 
 /// Rows decoded to Arrow at a time (the Arrow decoder preallocates per row of a chunk).
@@ -51,6 +51,8 @@ pub struct FinishedFile {
     pub received_at: Vec<DateTime<Utc>>,
     /// Rows refused while the last chunk was decoded.
     pub rejected: Vec<Rejected>,
+    /// The file's Delta statistics (a Delta table only).
+    pub stats: Option<arrow_array::StructArray>,
 }
 
 /// What a row's chunk needs to give the row back if Arrow refuses it.
@@ -87,13 +89,14 @@ pub(super) struct TableBuffer {
 impl TableBuffer {
     pub(super) fn new(
         schema: SchemaRef,
+        stats: Option<&StatsSpec>,
         first: Seq,
         now: Instant,
         rebuild: Rebuild,
     ) -> Result<TableBuffer, BufferError> {
         Ok(TableBuffer {
             decoder: decoder(&schema)?,
-            writer: FileWriter::new(schema.clone())?,
+            writer: FileWriter::new(schema.clone(), stats)?,
             schema,
             rebuild,
             origins: Vec::with_capacity(CHUNK_ROWS),
@@ -210,9 +213,9 @@ impl TableBuffer {
     /// Encodes what is left and returns the whole file. CPU-bound: run off the async threads.
     pub(super) fn finish(mut self) -> Result<FinishedFile, BufferError> {
         let rejected = self.encode_pending()?;
-        let bytes = self.writer.finish()?;
+        let Encoded { bytes, stats } = self.writer.finish()?;
         let (rows, first, last, received_at) = (self.rows, self.first, self.last, self.received_at);
-        Ok(FinishedFile { bytes, rows, first, last, received_at, rejected })
+        Ok(FinishedFile { bytes, rows, first, last, received_at, rejected, stats })
     }
 }
 
@@ -248,7 +251,7 @@ mod tests {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
         let mut buf =
-            TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
+            TableBuffer::new(schema.arrow.clone(), None, Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
         let n = CHUNK_ROWS * 2 + 3;
         for i in 0..n {
             let body = format!(
@@ -274,7 +277,7 @@ mod tests {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
         let mut buf =
-            TableBuffer::new(schema.arrow.clone(), Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
+            TableBuffer::new(schema.arrow.clone(), None, Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
         for i in 1..=5u64 {
             // Row 3 has an empty `type`: it skips the fit check here, as a defect in it would.
             let ty = if i == 3 { "" } else { "booking.scheduled" };

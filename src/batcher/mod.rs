@@ -14,13 +14,14 @@
 //! batcher drains it and flushes every pending file before returning.
 
 mod buffer;
+mod commit;
 mod policy;
 mod route;
 
 pub use buffer::{BufferError, FinishedFile, Rejected};
 pub use policy::{FlushLimits, FlushReason, should_flush};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -28,8 +29,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::buffer::TableBuffer;
+use crate::lake::{Lake, LakeError, StagedFile};
 use crate::metrics;
 use crate::schema::{Catalog, Table};
+use crate::sink::StatsSpec;
 use crate::sink::upload::UploadAborted;
 use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
 use crate::spool::{FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
@@ -45,6 +48,8 @@ pub enum BatcherError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
 }
 
 /// What the batcher did, for the shutdown log line.
@@ -70,6 +75,13 @@ pub struct Batcher {
     buffers: BTreeMap<(Table, NaiveDate), TableBuffer>,
     last_read: Seq,
     report: BatcherReport,
+    lake: Lake,
+    /// Each Delta table's statistics columns (empty for Parquet tables).
+    stats: HashMap<Table, Arc<StatsSpec>>,
+    /// Files in the store, not yet committed (Delta only).
+    staged: Vec<StagedFile>,
+    staged_since: Option<Instant>,
+    commit_every: std::time::Duration,
 }
 
 impl Batcher {
@@ -96,6 +108,11 @@ impl Batcher {
             buffers: BTreeMap::new(),
             last_read: Seq(0),
             report: BatcherReport::default(),
+            lake: Lake::Parquet,
+            stats: HashMap::new(),
+            staged: Vec::new(),
+            staged_since: None,
+            commit_every: std::time::Duration::from_secs(10),
         }
     }
 
@@ -109,20 +126,28 @@ impl Batcher {
     }
 
     async fn run_inner(mut self, mut reader: SpoolReader) -> Result<BatcherReport, BatcherError> {
+        self.prepare_lake().await?;
         loop {
-            let due = self.next_age_deadline();
+            let due = [self.next_age_deadline(), self.commit_deadline()].into_iter().flatten().min();
             tokio::select! {
                 record = reader.next() => match record? {
                     Some(record) => self.ingest(record).await?,
                     None => break,
                 },
-                () = sleep_until(due) => self.flush_due(Instant::now()).await?,
+                () = sleep_until(due) => {
+                    let now = Instant::now();
+                    self.flush_due(now).await?;
+                    if self.commit_deadline().is_some_and(|d| d <= now) {
+                        self.commit().await?;
+                    }
+                }
             }
         }
         // One at a time: a flush may divert refused rows into another pending file.
         while let Some(key) = self.buffers.first_key_value().map(|(k, _)| *k) {
             self.flush(key, FlushReason::Shutdown).await?;
         }
+        self.commit().await?;
         Ok(self.report)
     }
 
@@ -175,7 +200,7 @@ impl Batcher {
         self.divert(std::mem::take(&mut file.rejected))?;
         let object = ObjectKey::for_batch(table, dt, &self.writer, file.first, file.last);
         let size = file.bytes.len();
-        let outcome = self.uploader.put(&object, file.bytes, &self.abort).await?;
+        let outcome = self.uploader.put(&object, file.bytes.clone(), &self.abort).await?;
         self.report.files += 1;
         self.report.rows_written += file.rows as u64;
         if outcome == PutOutcome::Created {
@@ -185,13 +210,21 @@ impl Batcher {
             table = table.name(), dt = %dt, rows = file.rows, bytes = size, reason = reason.as_str(),
             key = %object, existed = outcome == PutOutcome::AlreadyExisted, "file written"
         );
+        crate::lake::crash_point("after-upload");
+        self.landed(table, dt, object, file, outcome).await
+    }
+
+    /// Saves the checkpoint: everything behind it is in its table.
+    async fn acknowledge(&mut self) -> Result<(), BatcherError> {
         let (spool, checkpoint) = (self.spool.clone(), self.checkpoint());
         until_saved("checkpoint", &self.abort, || spool.ack(checkpoint)).await
     }
 
-    /// Everything at or below this sequence number is in the store (or in no file at all).
+    /// Everything at or below this sequence number is in its table (or in no file at all): below
+    /// every pending file and every file waiting for its commit.
     fn checkpoint(&self) -> Seq {
-        match self.buffers.values().map(TableBuffer::first).min() {
+        let pending = self.buffers.values().map(TableBuffer::first);
+        match pending.chain(self.staged.iter().map(|f| f.first)).min() {
             Some(first) => Seq(first.0.saturating_sub(1)),
             None => self.last_read,
         }

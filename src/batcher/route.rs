@@ -91,7 +91,9 @@ impl Batcher {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let rebuild = rebuild(self.catalog.clone(), table);
-                let fresh = TableBuffer::new(self.catalog.table(table).arrow.clone(), seq, Instant::now(), rebuild)?;
+                let stats = self.stats.get(&table).map(Arc::as_ref);
+                let schema = self.catalog.table(table).arrow.clone();
+                let fresh = TableBuffer::new(schema, stats, seq, Instant::now(), rebuild)?;
                 let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
                 let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
                     Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),

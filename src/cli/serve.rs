@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{ApiArgs, DataDirArg, SubscriptionArgs, parse_bytes, parse_duration_or_zero};
+use crate::lake::TableFormat;
 
 /// Settings of `serve`. Each flag can also be set by the environment variable shown.
 #[derive(Debug, Clone, Args)]
@@ -34,6 +35,16 @@ pub struct ServeArgs {
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP). Default: <data-dir>/lake.
     #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
     pub storage_url: Option<String>,
+
+    /// How tables are kept: `delta` (Delta Lake tables, the default: atomic, exactly-once commits
+    /// every engine reads) or `parquet` (plain Hive-partitioned folders of Parquet files, no log).
+    #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = TableFormat::Delta)]
+    pub table_format: TableFormat,
+
+    /// Delta tables: commit the files in the store at least this often (one commit per table for
+    /// all of them); never later than --flush-interval.
+    #[arg(long, env = "ONCEHUB_BRIDGE_COMMIT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
 
     /// Webhook signing secrets, comma-separated (several during rotation). Default: the secret in
     /// <data-dir>/webhook-secret, generated on first start.

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::batcher::FlushLimits;
 use crate::cli::{ApiArgs, ServeArgs};
+use crate::lake::TableFormat;
 use crate::oncehub::{Desired, SubscriptionError};
 use crate::secret::{ApiKey, WebhookSecret};
 use crate::sink::{StorageUrl, StoreError};
@@ -28,7 +29,7 @@ pub enum ConfigError {
     StorageUrl(#[from] StoreError),
     #[error("--webhook-secret / ONCEHUB_WEBHOOK_SECRET: entry {0} of the comma-separated list is empty")]
     EmptySecret(usize),
-    #[error("--flush-interval / ONCEHUB_BRIDGE_FLUSH_INTERVAL: must be greater than zero")]
+    #[error("--flush-interval and --commit-interval must be greater than zero")]
     ZeroFlushInterval,
     #[error("cannot determine the current directory: {0}")]
     Cwd(std::io::Error),
@@ -94,6 +95,9 @@ pub struct ServeSettings {
     pub admin_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub storage: StorageUrl,
+    pub table_format: TableFormat,
+    /// Delta tables: commit the files in the store at least this often.
+    pub commit_interval: Duration,
     pub secrets: SecretSource,
     pub flush: FlushLimits,
     /// 0 disables the timestamp check.
@@ -135,7 +139,7 @@ impl ServeSettings {
                 .collect::<Result<_, _>>()?;
             SecretSource::Configured(parsed)
         };
-        if args.flush_interval.is_zero() {
+        if args.flush_interval.is_zero() || args.commit_interval.is_zero() {
             return Err(ConfigError::ZeroFlushInterval);
         }
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
@@ -163,6 +167,8 @@ impl ServeSettings {
             admin_listen: args.admin_listen,
             data_dir: data_dir.clone(),
             storage,
+            table_format: args.table_format,
+            commit_interval: args.commit_interval.min(args.flush_interval),
             secrets,
             flush: FlushLimits {
                 max_rows: args.flush_max_rows,

@@ -7,13 +7,15 @@
 //! receive time) are written without a dictionary: building one only to abandon it cost a tenth
 //! of the batcher's CPU and most of its memory (measured with `bench/run.sh` and heaptrack).
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, StructArray};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+
+use super::stats::{FileStats, StatsError, StatsSpec};
 
 const MAX_ROW_GROUP_ROWS: usize = 65_536;
 
@@ -22,8 +24,12 @@ const UNIQUE_COLUMNS: [&str; 4] = ["event_id", "raw_event", "raw_body", "receive
 
 /// Encoding a batch failed; a defect, since rows are normalized to the schema before encoding.
 #[derive(Debug, thiserror::Error)]
-#[error("parquet encoding failed: {0}")]
-pub struct EncodeError(#[from] parquet::errors::ParquetError);
+pub enum EncodeError {
+    #[error("parquet encoding failed: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+}
 
 /// The writer properties every file is written with.
 pub fn writer_properties() -> WriterProperties {
@@ -40,17 +46,28 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// One Parquet file being written in memory.
+/// One Parquet file being written in memory, with its Delta statistics when the table keeps them.
 pub struct FileWriter {
     writer: ArrowWriter<Vec<u8>>,
+    stats: Option<FileStats>,
+}
+
+/// A finished file: its bytes and, for a Delta table, its statistics.
+pub struct Encoded {
+    pub bytes: Bytes,
+    pub stats: Option<StructArray>,
 }
 
 impl FileWriter {
-    pub fn new(schema: SchemaRef) -> Result<FileWriter, EncodeError> {
-        Ok(FileWriter { writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))? })
+    pub fn new(schema: SchemaRef, stats: Option<&StatsSpec>) -> Result<FileWriter, EncodeError> {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+        Ok(FileWriter { writer, stats: stats.map(FileStats::new) })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        if let Some(stats) = &mut self.stats {
+            stats.merge(batch)?;
+        }
         Ok(self.writer.write(batch)?)
     }
 
@@ -60,8 +77,9 @@ impl FileWriter {
     }
 
     /// Writes the footer and returns the whole file.
-    pub fn finish(self) -> Result<Bytes, EncodeError> {
-        Ok(Bytes::from(self.writer.into_inner()?))
+    pub fn finish(self) -> Result<Encoded, EncodeError> {
+        let stats = self.stats.map(FileStats::finish).transpose()?.flatten();
+        Ok(Encoded { bytes: Bytes::from(self.writer.into_inner()?), stats })
     }
 }
 
@@ -84,10 +102,10 @@ mod tests {
             vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(Int64Array::from(vec![Some(1), None]))],
         )
         .unwrap();
-        let mut w = FileWriter::new(schema).unwrap();
+        let mut w = FileWriter::new(schema, None).unwrap();
         w.write(&batch).unwrap();
         w.write(&batch).unwrap();
-        let bytes = w.finish().unwrap();
+        let bytes = w.finish().unwrap().bytes;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let meta = builder.metadata().clone();
         let col = meta.row_group(0).column(0);

@@ -35,13 +35,12 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn for_batch(table: Table, dt: NaiveDate, writer: &WriterId, first: Seq, last: Seq) -> ObjectKey {
-        ObjectKey(format!(
-            "{}/part-{}-{:020}-{:020}.parquet",
-            Self::partition(table, dt),
-            writer.as_str(),
-            first.0,
-            last.0
-        ))
+        ObjectKey(format!("{}/{}", Self::partition(table, dt), Self::file_name(writer, first, last)))
+    }
+
+    /// The last part of a key: `part-<writer>-<first seq>-<last seq>.parquet`.
+    pub fn file_name(writer: &WriterId, first: Seq, last: Seq) -> String {
+        format!("part-{}-{:020}-{:020}.parquet", writer.as_str(), first.0, last.0)
     }
 
     /// The directory of a (table, dt): `<table>/dt=YYYY-MM-DD`.

@@ -1,12 +1,15 @@
-//! The sink: Arrow batches become Parquet files (`encode`), named deterministically (`key`), and
+//! The sink: Arrow batches become Parquet files (`encode`, with Delta statistics: `stats`), named
+//! deterministically (`key`), and
 //! are written create-only to an object store chosen by URL (`store`) with retries (`upload`).
 
 pub mod encode;
 pub mod key;
+pub mod stats;
 pub mod store;
 pub mod upload;
 
-pub use encode::{EncodeError, FileWriter};
+pub use encode::{EncodeError, Encoded, FileWriter};
 pub use key::{ObjectKey, WriterId};
-pub use store::{StorageUrl, StoreError, open_store};
+pub use stats::StatsSpec;
+pub use store::{StorageUrl, StoreError, StoreRoot, from_root, open_root, open_store};
 pub use upload::{PutOutcome, Uploader};

@@ -100,37 +100,92 @@ fn client_retry() -> RetryConfig {
     }
 }
 
-/// Opens the store. Builds clients only; does not touch the network.
+/// The store at the root of the storage URL's bucket (no key prefix), and the URL of the lake's
+/// root in it: what the Delta kernel works with, since it maps a table URL's path to a key.
+#[derive(Debug, Clone)]
+pub struct StoreRoot {
+    pub store: Arc<dyn ObjectStore>,
+    /// Ends with `/`: `s3://bucket/prefix/`, `file:///abs/lake/`, `memory:///`.
+    pub url: Url,
+}
+
+/// Opens the store. Builds clients only; does not touch the network. Keys are relative to the
+/// storage URL (its prefix applied).
 pub fn open_store(url: &StorageUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if let StorageUrl::Local(path) = url {
+        std::fs::create_dir_all(path).map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
+        let build_err = |e: object_store::Error| StoreError::Build { url: url.to_string(), message: e.to_string() };
+        return Ok(Arc::new(LocalFileSystem::new_with_prefix(path).map_err(build_err)?));
+    }
+    Ok(from_root(url, open_root(url)?))
+}
+
+/// The store whose keys are relative to the storage URL, over its root.
+pub fn from_root(url: &StorageUrl, root: StoreRoot) -> Arc<dyn ObjectStore> {
+    if let StorageUrl::Local(path) = url
+        && let Ok(store) = LocalFileSystem::new_with_prefix(path)
+    {
+        return Arc::new(store);
+    }
+    match url.prefix() {
+        "" => root.store,
+        prefix => Arc::new(PrefixStore::new(root.store, prefix)),
+    }
+}
+
+/// Opens the bucket-level store and names the lake's root URL in it.
+pub fn open_root(url: &StorageUrl) -> Result<StoreRoot, StoreError> {
     let build_err = |e: object_store::Error| StoreError::Build { url: url.to_string(), message: e.to_string() };
-    let store: Arc<dyn ObjectStore> = match url {
-        StorageUrl::S3(u) => Arc::new(
-            AmazonS3Builder::from_env().with_url(u.as_str()).with_retry(client_retry()).build().map_err(build_err)?,
+    let (store, root): (Arc<dyn ObjectStore>, Url) = match url {
+        StorageUrl::S3(u) => (
+            Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_url(u.as_str())
+                    .with_retry(client_retry())
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            bucket_root(u, url.prefix())?,
         ),
-        StorageUrl::Gcs(u) => Arc::new(
-            GoogleCloudStorageBuilder::from_env()
-                .with_url(u.as_str())
-                .with_retry(client_retry())
-                .build()
-                .map_err(build_err)?,
+        StorageUrl::Gcs(u) => (
+            Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(u.as_str())
+                    .with_retry(client_retry())
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            bucket_root(u, url.prefix())?,
         ),
-        StorageUrl::Azure(u) => Arc::new(
-            MicrosoftAzureBuilder::from_env()
-                .with_url(u.as_str())
-                .with_retry(client_retry())
-                .build()
-                .map_err(build_err)?,
+        StorageUrl::Azure(u) => (
+            Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_url(u.as_str())
+                    .with_retry(client_retry())
+                    .build()
+                    .map_err(build_err)?,
+            ),
+            bucket_root(u, url.prefix())?,
         ),
-        StorageUrl::Memory => Arc::new(InMemory::new()),
+        StorageUrl::Memory => {
+            (Arc::new(InMemory::new()), Url::parse("memory:///").map_err(|e| StoreError::Url(e.to_string()))?)
+        }
         StorageUrl::Local(path) => {
             std::fs::create_dir_all(path).map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
-            Arc::new(LocalFileSystem::new_with_prefix(path).map_err(build_err)?)
+            let dir = path.canonicalize().map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
+            let root = Url::from_directory_path(&dir)
+                .map_err(|()| StoreError::Url(format!("{} is not an absolute path", dir.display())))?;
+            (Arc::new(LocalFileSystem::new()), root)
         }
     };
-    Ok(match url.prefix() {
-        "" => store,
-        prefix => Arc::new(PrefixStore::new(store, prefix)),
-    })
+    Ok(StoreRoot { store, url: root })
+}
+
+/// `scheme://bucket/prefix/` without user-info, query or fragment.
+fn bucket_root(u: &Url, prefix: &str) -> Result<Url, StoreError> {
+    let host = u.host_str().unwrap_or_default();
+    let path = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    Url::parse(&format!("{}://{host}/{path}", u.scheme())).map_err(|e| StoreError::Url(e.to_string()))
 }
 
 #[cfg(test)]

@@ -21,15 +21,17 @@ use crate::config::ServeSettings;
 use crate::http::tls;
 use crate::http::{AdminState, WebhookState};
 use crate::instance;
+use crate::lake::LakeError;
 use crate::metrics;
 use crate::oncehub::SubscriptionError;
 use crate::oncehub::WEBHOOK_PATH;
 use crate::oncehub::signature::Verifier;
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::SecretFileError;
-use crate::sink::{StoreError, Uploader, open_store};
+use crate::sink::{StoreError, Uploader, from_root, open_root};
 use crate::spool::{OpenError, Spool};
 
+mod lake;
 mod secrets;
 mod servers;
 
@@ -65,6 +67,8 @@ pub enum StartupError {
     Server(std::io::Error),
     #[error("pending files could not be written before shutdown: {0}")]
     Batcher(#[from] BatcherError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
     #[error("shutdown deadline of {0:?} passed before every pending file was written")]
     Deadline(Duration),
     #[error("the batcher task panicked: {0}")]
@@ -94,7 +98,8 @@ impl Application {
         let data_dir = settings.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
-        let store = open_store(&settings.storage)?;
+        let root = open_root(&settings.storage)?;
+        let store = from_root(&settings.storage, root.clone());
         metrics::handle();
         let writer = instance::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
         let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
@@ -103,15 +108,18 @@ impl Application {
         let secrets = Secrets::resolve(&settings).await?;
         let abort = CancellationToken::new();
         let uploads = Uploader::new(store.clone());
+        let catalog = Arc::new(Catalog::load()?);
+        let lake = lake::open(&settings, &root, &writer, catalog.clone()).await?;
         let batcher = Batcher::new(
-            Arc::new(Catalog::load()?),
+            catalog,
             settings.flush,
             writer,
             uploads.clone(),
             spool.clone(),
             (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
-        );
+        )
+        .with_lake(lake, settings.commit_interval);
         let progress = reader.progress();
         let batcher = tokio::spawn(batcher.run(reader));
         wait_for_replay(&recovered, &progress, &batcher).await;

@@ -29,7 +29,7 @@ fn a_first_run_with_no_settings_works_and_says_what_to_do_next() {
     assert_eq!(stdout.matches("-> 200 OK duplicate").count(), 1, "{stdout}");
     assert!(bin.terminate(Duration::from_secs(30)).success());
     let d = duck(&format!(
-        "SELECT count(*) FROM read_parquet('{}/lake/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(*) FROM read_parquet('{}/lake/*/dt=*/*.parquet', union_by_name = true)",
         data.display()
     ));
     assert_eq!(d.rows[0][0], serde_json::json!(rows));
@@ -79,8 +79,11 @@ async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Rows per table through the views must match the files read directly.
     let direct = |t: &str| {
-        duck(&format!("SELECT count(*) FROM read_parquet('{}/{t}/*/*.parquet', union_by_name = true)", lake.display()))
-            .rows[0][0]
+        duck(&format!(
+            "SELECT count(*) FROM read_parquet('{}/{t}/dt=*/*.parquet', union_by_name = true)",
+            lake.display()
+        ))
+        .rows[0][0]
             .clone()
     };
     let views = duck(&format!(

@@ -142,6 +142,6 @@ async fn serve_runs_on_the_config_file() {
         assert!(start.elapsed() < Duration::from_secs(20), "no file in the file's storage_url: {}", bin.stderr());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let d = duck(&format!("SELECT event_id FROM read_parquet('{}/bookings/*/*.parquet')", lake.display()));
+    let d = duck(&format!("SELECT event_id FROM read_parquet('{}/bookings/dt=*/*.parquet')", lake.display()));
     assert_eq!(d.rows[0][0], event["id"]);
 }

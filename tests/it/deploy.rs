@@ -134,6 +134,7 @@ fn the_compose_bridge_command_line_writes_parquet_into_the_bucket() {
     assert!(status.success(), "{log}");
     assert!(!log.contains(&keys.1), "the storage secret reached the log");
 
-    let d = s3.duck(&format!("SELECT count(*) FROM read_parquet('s3://{bucket}/*/*/*.parquet', union_by_name = true)"));
+    let d =
+        s3.duck(&format!("SELECT count(*) FROM read_parquet('s3://{bucket}/*/dt=*/*.parquet', union_by_name = true)"));
     assert_eq!(d.rows[0][0], serde_json::json!(rows));
 }

@@ -121,10 +121,10 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_that_got_a_2xx() {
     let log = bin.stderr();
     assert_eq!(log.matches("spool opened").count(), kills + 1, "{log}");
     let d = s3.duck(
-        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)",
     );
     let dups = s3.duck(
-        "SELECT event_id, list(filename ORDER BY filename) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true, filename = true) GROUP BY 1 HAVING count(*) > 1 LIMIT 3",
+        "SELECT event_id, list(filename ORDER BY filename) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true, filename = true) GROUP BY 1 HAVING count(*) > 1 LIMIT 3",
     );
     assert_eq!(
         d.rows[0],
@@ -132,8 +132,8 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_that_got_a_2xx() {
         "every acknowledged event exactly once; twice: {:?}",
         dups.rows
     );
-    let ids =
-        s3.duck("SELECT DISTINCT event_id FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
+    let ids = s3
+        .duck("SELECT DISTINCT event_id FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)");
     let landed: std::collections::HashSet<&str> = ids.rows.iter().map(|r| r[0].as_str().unwrap()).collect();
     assert!(l.acked.keys().all(|id| landed.contains(id.as_str())));
 }
@@ -206,7 +206,7 @@ async fn a_store_outage_fills_the_spool_then_503_then_everything_lands() {
     }
     assert!(bin.terminate(Duration::from_secs(60)).success());
     let d = s3.duck(
-        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)",
     );
     assert_eq!(d.rows[0], vec![json!(acked.len()), json!(acked.len())]);
     assert_eq!(acked.len(), 600);
@@ -244,7 +244,7 @@ async fn a_segment_cut_mid_record_recovers_everything_before_the_cut() {
     );
     let lake = data.join("lake");
     let d = duck(&format!(
-        "SELECT event_id FROM read_parquet('{}/*/*/*.parquet', union_by_name = true) ORDER BY event_id",
+        "SELECT event_id FROM read_parquet('{}/*/dt=*/*.parquet', union_by_name = true) ORDER BY event_id",
         lake.display()
     ));
     let mut expected: Vec<&str> = events[..events.len() - 1].iter().map(|(id, _)| id.as_str()).collect();
@@ -285,7 +285,7 @@ async fn the_same_event_twice_and_again_after_a_restart_gives_one_row() {
     assert_eq!(bin.stderr().matches("duplicate delivery").count(), 3);
 
     let d = duck(&format!(
-        "SELECT event_id, count(*) FROM read_parquet('{}/*/*/*.parquet', union_by_name = true) GROUP BY 1 ORDER BY 1",
+        "SELECT event_id, count(*) FROM read_parquet('{}/*/dt=*/*.parquet', union_by_name = true) GROUP BY 1 ORDER BY 1",
         data.join("lake").display()
     ));
     let mut want = vec![vec![json!(id), json!(1)], vec![json!(other_id), json!(1)]];
@@ -310,7 +310,7 @@ async fn sigterm_then_restart_replays_nothing() {
     let opened: Vec<&str> = log.lines().filter(|l| l.contains("spool opened")).collect();
     assert_eq!(opened.len(), 2);
     assert!(opened[1].contains(r#""replay":0"#), "{}", opened[1]);
-    let d = s3.duck("SELECT count(*) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)");
+    let d = s3.duck("SELECT count(*) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)");
     assert_eq!(d.rows[0][0], json!(30));
 }
 
@@ -371,7 +371,7 @@ async fn a_crash_between_upload_and_checkpoint_rewrites_the_same_objects_not_new
     let rewritten = log.lines().filter(|l| l.contains("file written") && l.contains(r#""existed":true"#)).count();
     assert_eq!(rewritten, expected_rewrites, "every replayed file found its object already there");
     let d = duck(&format!(
-        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{}/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(*), count(DISTINCT event_id) FROM read_parquet('{}/*/dt=*/*.parquet', union_by_name = true)",
         lake.display()
     ));
     assert_eq!(d.rows[0], vec![json!(30), json!(30)]);

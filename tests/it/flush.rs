@@ -70,7 +70,7 @@ async fn a_file_never_spans_two_dates() {
     let stopped = app.stop().await;
     let lake = stopped.lake.clone();
     let d = duck(&format!(
-        "SELECT CAST(dt AS VARCHAR), count(*), count(DISTINCT filename) FROM read_parquet('{}/bookings/*/*.parquet', hive_partitioning = true, filename = true) GROUP BY ALL ORDER BY 1",
+        "SELECT CAST(dt AS VARCHAR), count(*), count(DISTINCT filename) FROM read_parquet('{}/bookings/dt=*/*.parquet', hive_partitioning = true, filename = true) GROUP BY ALL ORDER BY 1",
         lake.display()
     ));
     assert_eq!(

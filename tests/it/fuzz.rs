@@ -182,7 +182,7 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     assert!(status.success(), "the service stopped cleanly: {}", bin.stderr());
 
     let counts = s3.duck(
-        "SELECT split_part(filename, '/', 5) AS t, count(*) FROM read_parquet('s3://lake/fuzz/*/*/*.parquet', filename = true, union_by_name = true) GROUP BY ALL ORDER BY 1",
+        "SELECT split_part(filename, '/', 5) AS t, count(*) FROM read_parquet('s3://lake/fuzz/*/dt=*/*.parquet', filename = true, union_by_name = true) GROUP BY ALL ORDER BY 1",
     );
     let total: i64 = counts.rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
     assert_eq!(
@@ -193,7 +193,7 @@ async fn any_signed_body_is_200_and_every_accepted_one_is_exactly_one_row() {
     let tables: Vec<&str> = counts.rows.iter().map(|r| r[0].as_str().unwrap()).collect();
     assert!(tables.contains(&"dead_letter") && tables.contains(&"bookings"), "{tables:?}");
     let per_id = s3.duck(
-        "SELECT event_id, count(*) FROM read_parquet('s3://lake/fuzz/*/*/*.parquet', filename = true, union_by_name = true) \
+        "SELECT event_id, count(*) FROM read_parquet('s3://lake/fuzz/*/dt=*/*.parquet', filename = true, union_by_name = true) \
          WHERE split_part(filename, '/', 5) <> 'dead_letter' GROUP BY ALL HAVING count(*) > 1",
     );
     assert!(per_id.rows.is_empty(), "an event id stored twice: {:?}", per_id.rows);

@@ -108,6 +108,8 @@ pub fn settings(dir: &Path) -> ServeSettings {
         tls: None,
         data_dir: dir.join("data"),
         storage: StorageUrl::Local(dir.join("lake")),
+        table_format: oncehub_bridge::lake::TableFormat::Delta,
+        commit_interval: Duration::from_secs(10),
         secrets: SecretSource::Configured(vec![secret()]),
         flush: FlushLimits { max_age: Duration::from_secs(3600), ..FlushLimits::default() },
         signature_tolerance: Duration::from_secs(300),

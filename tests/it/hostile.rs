@@ -50,7 +50,7 @@ async fn bad_signatures_and_oversized_bodies_are_refused_and_nothing_is_stored()
     assert_eq!(report.records, 1);
     let files = parquet_files(&lake);
     assert_eq!(files.len(), 1, "{files:?}");
-    let d = duck(&format!("SELECT event_id FROM read_parquet('{}/**/*.parquet')", lake.display()));
+    let d = duck(&format!("SELECT event_id FROM read_parquet('{}/*/dt=*/*.parquet')", lake.display()));
     assert_eq!(d.rows, vec![vec![json!("EVNT-ACCEPTED")]]);
 }
 
@@ -76,7 +76,7 @@ async fn signed_odd_bodies_are_kept_with_a_reason_and_answered_2xx() {
     let lake = stopped.lake.clone();
 
     let d = duck(&format!(
-        "SELECT reason, raw_body, event_id, error FROM read_parquet('{}/dead_letter/*/*.parquet') ORDER BY received_at",
+        "SELECT reason, raw_body, event_id, error FROM read_parquet('{}/dead_letter/dt=*/*.parquet') ORDER BY received_at",
         lake.display()
     ));
     assert_eq!(d.rows.len(), cases.len());
@@ -84,16 +84,16 @@ async fn signed_odd_bodies_are_kept_with_a_reason_and_answered_2xx() {
         assert_eq!(row[0], json!(reason));
         assert!(!row[3].as_str().unwrap().is_empty());
         let hex_of_blob = duck(&format!(
-            "SELECT hex(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet') WHERE reason = '{reason}'",
+            "SELECT hex(raw_body) FROM read_parquet('{}/dead_letter/dt=*/*.parquet') WHERE reason = '{reason}'",
             lake.display()
         ));
         assert_eq!(hex_of_blob.rows[0][0], json!(hex::encode_upper(b)), "{reason}: raw bytes kept exactly");
     }
     let b =
-        duck(&format!("SELECT event_type, booking_id FROM read_parquet('{}/bookings/*/*.parquet')", lake.display()));
+        duck(&format!("SELECT event_type, booking_id FROM read_parquet('{}/bookings/dt=*/*.parquet')", lake.display()));
     assert_eq!(b.rows, vec![vec![json!("booking.teleported"), json!("BKNG-X")]]);
     let o = duck(&format!(
-        "SELECT event_id, data_object, raw_event FROM read_parquet('{}/other_events/*/*.parquet')",
+        "SELECT event_id, data_object, raw_event FROM read_parquet('{}/other_events/dt=*/*.parquet')",
         lake.display()
     ));
     assert_eq!(o.rows, vec![vec![json!("EVNT-OTHER"), json!("invoice"), json!(std::str::from_utf8(other).unwrap())]]);

@@ -47,7 +47,7 @@ async fn every_trigger_and_shape_lands_in_its_table_with_its_values() {
                 raw_event, epoch_us(event_time), booking_page_id, booking_page.name, owner.email,
                 form_submission.custom_fields, payment_information.amount_charged, attendees,
                 rescheduled_booking_id, conversation_id, booking_event_type_id, CAST(dt AS VARCHAR)
-         FROM read_parquet('{}/bookings/*/*.parquet', hive_partitioning = true)",
+         FROM read_parquet('{}/bookings/dt=*/*.parquet', hive_partitioning = true)",
         lake.display()
     ));
     let bookings: Vec<&Value> = events.iter().filter(|e| e["data"]["object"] == "booking").collect();
@@ -91,7 +91,7 @@ async fn every_trigger_and_shape_lands_in_its_table_with_its_values() {
         "SELECT event_id, event_type, conversation_id, status, initiated_by, contact_id, contact_email,
                 owner_id, bot_id, website_id, audience_id, epoch_us(last_updated_time), len(answers),
                 answers[1].question, booking_ids, owner.teams, contact.employees
-         FROM read_parquet('{}/conversations/*/*.parquet', hive_partitioning = true)",
+         FROM read_parquet('{}/conversations/dt=*/*.parquet', hive_partitioning = true)",
         lake.display()
     ));
     let conversations: Vec<&Value> = events.iter().filter(|e| e["data"]["object"] == "conversation").collect();
@@ -135,7 +135,7 @@ async fn duckdb_reads_the_columns_with_their_types() {
     let lake = stopped.lake.clone();
     let q = |table: &str| {
         duck(&format!(
-            "SELECT * FROM read_parquet('{}/{table}/*/*.parquet', hive_partitioning = true) LIMIT 1",
+            "SELECT * FROM read_parquet('{}/{table}/dt=*/*.parquet', hive_partitioning = true) LIMIT 1",
             lake.display()
         ))
     };

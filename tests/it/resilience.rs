@@ -28,7 +28,7 @@ fn rows(lake: &Path, table: &str, columns: &str) -> Vec<Vec<Value>> {
     if parquet_files(&lake.join(table)).is_empty() {
         return Vec::new();
     }
-    duck(&format!("SELECT {columns} FROM read_parquet('{}/{table}/*/*.parquet') ORDER BY ALL", lake.display())).rows
+    duck(&format!("SELECT {columns} FROM read_parquet('{}/{table}/dt=*/*.parquet') ORDER BY ALL", lake.display())).rows
 }
 
 async fn status_of(resp: reqwest::Response) -> (u16, Value) {
@@ -60,7 +60,8 @@ async fn the_poison_delivery_is_a_dead_letter_and_the_service_keeps_running() {
     assert_eq!(dead[0][0], json!("EVNT-POISON-1"));
     assert_eq!(dead[0][1], json!("wrong_type"));
     assert!(dead[0][2].as_str().unwrap().contains("`type` must be a non-empty string"), "{:?}", dead[0]);
-    let raw = duck(&format!("SELECT decode(raw_body) FROM read_parquet('{}/dead_letter/*/*.parquet')", lake.display()));
+    let raw =
+        duck(&format!("SELECT decode(raw_body) FROM read_parquet('{}/dead_letter/dt=*/*.parquet')", lake.display()));
     assert_eq!(raw.rows[0][0].as_str().unwrap().as_bytes(), POISON, "the exact bytes are kept");
 }
 

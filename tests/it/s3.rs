@@ -33,12 +33,13 @@ async fn deliveries_land_in_s3_and_duckdb_reads_them_there() {
     assert!(bin.terminate(Duration::from_secs(30)).success(), "exit 0 after SIGTERM");
 
     let counts = s3.duck(
-        "SELECT split_part(filename, '/', 5) AS t, count(*) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', filename = true) GROUP BY ALL ORDER BY 1",
+        "SELECT split_part(filename, '/', 5) AS t, count(*) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', filename = true) GROUP BY ALL ORDER BY 1",
     );
     assert_eq!(counts.rows, vec![vec![json!("bookings"), json!(24)], vec![json!("conversations"), json!(6)]]);
     assert_eq!(sent, 30);
-    let b = s3
-        .duck("SELECT * FROM read_parquet('s3://lake/oncehub/bookings/*/*.parquet', hive_partitioning = true) LIMIT 1");
+    let b = s3.duck(
+        "SELECT * FROM read_parquet('s3://lake/oncehub/bookings/dt=*/*.parquet', hive_partitioning = true) LIMIT 1",
+    );
     assert_eq!(b.type_of("starting_time"), "TIMESTAMP WITH TIME ZONE");
     assert_eq!(b.type_of("duration_minutes"), "BIGINT");
     assert_eq!(b.type_of("dt"), "DATE");
@@ -59,7 +60,7 @@ async fn two_instances_share_a_bucket_without_collisions() {
     assert!(a.terminate(Duration::from_secs(30)).success());
     assert!(b.terminate(Duration::from_secs(30)).success());
     let d = s3.duck(
-        "SELECT count(*), count(DISTINCT event_id), count(DISTINCT filename) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', filename = true, union_by_name = true)",
+        "SELECT count(*), count(DISTINCT event_id), count(DISTINCT filename) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', filename = true, union_by_name = true)",
     );
     let files = crate::helpers::parquet_files(&s3.root.join("lake")).len() as u64;
     assert_eq!(d.rows[0][0], serde_json::json!(na + nb), "every delivery of both instances is there");
@@ -84,7 +85,7 @@ async fn a_store_outage_is_retried_until_the_store_is_back() {
     let s3 = S3Server::start_on(s3_port, &dir.path().join("s3"));
     assert!(bin.terminate(Duration::from_secs(60)).success(), "flushes once the store is back, then exits 0");
     let d = s3.duck(
-        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)",
     );
     assert_eq!(d.rows[0][0], serde_json::json!(sent));
 }
@@ -133,7 +134,7 @@ async fn a_permanent_refusal_is_reported_at_once_and_the_batch_lands_once_fixed(
     );
     assert!(bin.terminate(Duration::from_secs(30)).success(), "lands with the right credentials: {}", bin.stderr());
     let d = s3.duck(
-        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/*/*.parquet', union_by_name = true)",
+        "SELECT count(DISTINCT event_id) FROM read_parquet('s3://lake/oncehub/*/dt=*/*.parquet', union_by_name = true)",
     );
     assert_eq!(d.rows[0][0], serde_json::json!(sent), "no delivery was dropped");
 }

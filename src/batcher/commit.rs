@@ -1,0 +1,184 @@
+//! The batcher's side of the lake. With Delta tables a file in the store is not yet in its
+//! table: it waits in `staged` until the next commit, which adds every staged file of a table in
+//! one log entry (every commit interval, at 64 staged files, and at shutdown). The spool is
+//! acknowledged only behind committed files. With `--table-format parquet` an uploaded file is
+//! final and the spool is acknowledged at once, as before.
+//!
+//! Before the first record, each Delta table is created or opened (see `lake::delta`), and the
+//! flush intents a crash left open are checked against it: an intent whose file the table already
+//! holds (a crash between commit and checkpoint) has its records skipped like any written file,
+//! so its rows are never added twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStoreExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Batcher, BatcherError, FinishedFile};
+use crate::lake::{DeltaLake, Lake, LakeError, StagedFile};
+use crate::schema::Table;
+use crate::sink::{ObjectKey, PutOutcome};
+use crate::spool::Seq;
+
+/// Commit at once when this many files wait.
+const MAX_STAGED_FILES: usize = 64;
+/// The longest wait between retries of a failed lake call.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl Batcher {
+    /// Uses `lake` for finished files, committing staged files at least every `every`.
+    pub fn with_lake(mut self, lake: Lake, every: Duration) -> Batcher {
+        self.lake = lake;
+        self.commit_every = every;
+        self
+    }
+
+    /// Prepares every Delta table, then settles the recovered intents against them.
+    pub(super) async fn prepare_lake(&mut self) -> Result<(), BatcherError> {
+        let Lake::Delta(lake) = self.lake.clone() else { return Ok(()) };
+        for table in Table::ALL {
+            let spec = lake_call(&lake, &self.abort, "prepare the delta table", move |l| l.prepare(table)).await?;
+            self.stats.insert(table, spec);
+        }
+        for table in Table::ALL {
+            let prefix = format!("{}/", table.name());
+            if !self.intents.iter().any(|i| i.partition.starts_with(&prefix)) || lake.app_version(table).is_none() {
+                continue;
+            }
+            let writer = self.writer.clone();
+            let names = lake_call(&lake, &self.abort, "read the delta table's files", move |l| {
+                l.committed_names(table, &writer)
+            })
+            .await?;
+            let (committed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.intents).into_iter().partition(|i| {
+                i.partition.starts_with(&prefix)
+                    && names.contains(&ObjectKey::file_name(&self.writer, Seq(i.first), Seq(i.last)))
+            });
+            if !committed.is_empty() {
+                tracing::info!(
+                    table = table.name(),
+                    files = committed.len(),
+                    "files the spool had not acknowledged are in the delta table already; their records are skipped"
+                );
+            }
+            self.written.extend(committed);
+            self.intents = open;
+        }
+        Ok(())
+    }
+
+    /// A file is in the store: final for Parquet tables, staged for the next commit for Delta.
+    pub(super) async fn landed(
+        &mut self,
+        table: Table,
+        dt: chrono::NaiveDate,
+        key: ObjectKey,
+        file: FinishedFile,
+        outcome: PutOutcome,
+    ) -> Result<(), BatcherError> {
+        if let Lake::Parquet = self.lake {
+            return self.acknowledge().await;
+        }
+        let Some(stats) = file.stats else {
+            // Every row of the file was refused and went elsewhere: nothing to add.
+            tracing::debug!(key = %key, "an empty file is not added to its table");
+            return Ok(());
+        };
+        let mut size = file.bytes.len() as u64;
+        if outcome == PutOutcome::AlreadyExisted {
+            // A replay: the object holds the same rows, but the table must record its own size.
+            match self.uploader.store().head(&object_store::path::Path::from(key.as_str())).await {
+                Ok(meta) => size = meta.size,
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "cannot read the size of a replayed file; using the re-encoded size")
+                }
+            }
+        }
+        let staged = StagedFile { table, dt, key, size, rows: file.rows, stats, first: file.first, last: file.last };
+        self.staged.push(staged);
+        self.staged_since.get_or_insert_with(Instant::now);
+        if self.staged.len() >= MAX_STAGED_FILES {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// When the staged files must be committed.
+    pub(super) fn commit_deadline(&self) -> Option<Instant> {
+        self.staged_since.map(|since| since + self.commit_every)
+    }
+
+    /// Commits every staged file, one commit per table, then acknowledges the spool behind them.
+    pub(super) async fn commit(&mut self) -> Result<(), BatcherError> {
+        let Lake::Delta(lake) = self.lake.clone() else { return Ok(()) };
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut by_table: BTreeMap<Table, Vec<StagedFile>> = BTreeMap::new();
+        for file in &self.staged {
+            by_table.entry(file.table).or_default().push(file.clone());
+        }
+        for (table, files) in by_table {
+            let started = std::time::Instant::now();
+            let batch = Arc::new(files);
+            let commit_files = batch.clone();
+            let report =
+                lake_call(&lake, &self.abort, "commit to the delta table", move |l| l.commit(table, &commit_files))
+                    .await?;
+            tracing::info!(
+                table = table.name(),
+                files = batch.len(),
+                rows = batch.iter().map(|f| f.rows).sum::<usize>(),
+                table_version = report.table_version,
+                txn_version = report.txn_version,
+                conflicts = report.conflicts,
+                already_landed = report.already_landed,
+                checkpoint = report.checkpointed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "committed to the delta table"
+            );
+            self.staged.retain(|f| f.table != table);
+            crate::lake::crash_point("after-commit");
+        }
+        self.staged_since = None;
+        self.acknowledge().await
+    }
+}
+
+/// Runs a blocking lake call until it succeeds; only the shutdown deadline ends the retries. An
+/// error retrying cannot fix (an incompatible schema) is logged as such and retried slowly, so
+/// the service keeps accepting deliveries into the spool while someone fixes it.
+async fn lake_call<T, F>(
+    lake: &Arc<DeltaLake>,
+    abort: &CancellationToken,
+    what: &'static str,
+    call: F,
+) -> Result<T, BatcherError>
+where
+    T: Send + 'static,
+    F: Fn(&DeltaLake) -> Result<T, LakeError> + Clone + Send + 'static,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let (lake, call) = (lake.clone(), call.clone());
+        let e = match tokio::task::spawn_blocking(move || call(&lake)).await? {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if e.is_permanent() {
+            delay = RETRY_MAX;
+            tracing::error!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "the delta table cannot be used until this is fixed; deliveries stay in the spool");
+        } else {
+            crate::metrics::store_error("commit", "transient");
+            tracing::warn!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "delta table operation failed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = abort.cancelled() => return Err(e.into()),
+        }
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
