@@ -1,4 +1,4 @@
-//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`, the Delta kernel at `warn`), as one JSON object
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`; the Delta kernel off unless named), as one JSON object
 //! per line (for log collectors) or as readable text (for people). The default follows stderr:
 //! readable on a terminal, JSON otherwise (a container, a file, a pipe).
 //!
@@ -27,9 +27,20 @@ impl LogFormat {
     }
 }
 
+/// Directives that keep the Delta kernel's own logging off.
+const QUIET_KERNEL: &str = "delta_kernel=off,delta_kernel_default_engine=off";
+
 pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,delta_kernel=warn,delta_kernel_default_engine=warn"));
+    let wanted = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    // The Delta kernel logs every snapshot and commit, and its errors as lines without a
+    // message; the batcher logs each of those outcomes itself, with context. So the kernel is
+    // quiet unless RUST_LOG names it (`RUST_LOG=info,delta_kernel=debug`).
+    let directives = match wanted {
+        Some(v) if v.contains("delta_kernel") => v,
+        Some(v) => format!("{v},{QUIET_KERNEL}"),
+        None => format!("info,{QUIET_KERNEL}"),
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_KERNEL}")));
     // A log line that cannot be written (stderr closed: `serve 2>&1 | head`) is dropped. The
     // subscriber's own report of that failure would go to the same closed stderr through
     // `eprintln!`, which panics: it is turned off.

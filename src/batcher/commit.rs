@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Batcher, BatcherError, FinishedFile};
 use crate::lake::{DeltaLake, Lake, LakeError, StagedFile};
 use crate::schema::Table;
-use crate::sink::{ObjectKey, PutOutcome};
+use crate::sink::{ObjectKey, PutOutcome, Uploader};
 use crate::spool::Seq;
 
 /// Commit at once when this many files wait.
@@ -40,7 +40,9 @@ impl Batcher {
     pub(super) async fn prepare_lake(&mut self) -> Result<(), BatcherError> {
         let Lake::Delta(lake) = self.lake.clone() else { return Ok(()) };
         for table in Table::ALL {
-            let spec = lake_call(&lake, &self.abort, "prepare the delta table", move |l| l.prepare(table)).await?;
+            let spec =
+                lake_call((&lake, &self.uploader), &self.abort, "prepare the delta table", move |l| l.prepare(table))
+                    .await?;
             self.stats.insert(table, spec);
         }
         for table in Table::ALL {
@@ -49,7 +51,7 @@ impl Batcher {
                 continue;
             }
             let writer = self.writer.clone();
-            let names = lake_call(&lake, &self.abort, "read the delta table's files", move |l| {
+            let names = lake_call((&lake, &self.uploader), &self.abort, "read the delta table's files", move |l| {
                 l.committed_names(table, &writer)
             })
             .await?;
@@ -125,9 +127,10 @@ impl Batcher {
             let started = std::time::Instant::now();
             let batch = Arc::new(files);
             let commit_files = batch.clone();
-            let report =
-                lake_call(&lake, &self.abort, "commit to the delta table", move |l| l.commit(table, &commit_files))
-                    .await?;
+            let report = lake_call((&lake, &self.uploader), &self.abort, "commit to the delta table", move |l| {
+                l.commit(table, &commit_files)
+            })
+            .await?;
             tracing::info!(
                 table = table.name(),
                 files = batch.len(),
@@ -152,7 +155,7 @@ impl Batcher {
 /// error retrying cannot fix (an incompatible schema) is logged as such and retried slowly, so
 /// the service keeps accepting deliveries into the spool while someone fixes it.
 async fn lake_call<T, F>(
-    lake: &Arc<DeltaLake>,
+    (lake, uploader): (&Arc<DeltaLake>, &Uploader),
     abort: &CancellationToken,
     what: &'static str,
     call: F,
@@ -162,17 +165,26 @@ where
     F: Fn(&DeltaLake) -> Result<T, LakeError> + Clone + Send + 'static,
 {
     let mut delay = Duration::from_millis(200);
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         let (lake, call) = (lake.clone(), call.clone());
         let e = match tokio::task::spawn_blocking(move || call(&lake)).await? {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                if attempts > 1 {
+                    uploader.succeeded(what);
+                }
+                return Ok(value);
+            }
             Err(e) => e,
         };
-        if e.is_permanent() {
+        if let Some(store) = e.store_error() {
+            // The store itself failed: reported as uploads report it (log, metric, /readyz).
+            delay = uploader.failed(what, store, attempts, delay);
+        } else if e.is_permanent() {
             delay = RETRY_MAX;
             tracing::error!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "the delta table cannot be used until this is fixed; deliveries stay in the spool");
         } else {
-            crate::metrics::store_error("commit", "transient");
             tracing::warn!(error = %e, what, retry_in_ms = delay.as_millis() as u64, "delta table operation failed; retrying");
         }
         tokio::select! {

@@ -60,8 +60,24 @@ pub fn permanent_kind(e: &object_store::Error) -> Option<&'static str> {
         E::InvalidPath { .. } => "invalid path",
         E::NotSupported { .. } => "not supported",
         E::UnknownConfigurationKey { .. } => "unknown configuration key",
+        // object_store maps 401/403 to the kinds above for object requests, but a listing's
+        // refusal stays `Generic`: its text names the status (the type holding it is private).
+        E::Generic { source, .. } if refused_by_status(source.as_ref()) => "permission denied",
         _ => return None,
     })
+}
+
+/// The error, or one of its sources, is an HTTP 401 or 403 answer.
+fn refused_by_status(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if text.contains("status code: 401") || text.contains("status code: 403") {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -108,32 +124,47 @@ impl Uploader {
             attempts += 1;
             let e = match self.put_once(key, bytes.clone()).await {
                 Ok(outcome) => {
-                    if self.set_refusal(None) {
-                        tracing::info!(key = %key, "the store accepts writes again");
-                    }
+                    self.succeeded(key.as_str());
                     return Ok(outcome);
                 }
                 Err(e) => e,
             };
-            let last_error = e.to_string();
-            if let Some(kind) = permanent_kind(&e) {
-                crate::metrics::store_error("put", "permanent");
-                delay = self.backoff_max;
-                if self.set_refusal(Some((kind, last_error.clone()))) {
-                    tracing::error!(
-                        key = %key, kind, error = %last_error, retry_in_ms = delay.as_millis() as u64,
-                        "the store refuses writes, and retrying will not fix it: check the storage URL, bucket and credentials; the batch stays in the spool and is retried"
-                    );
-                }
-            } else {
-                crate::metrics::store_error("put", "transient");
-                tracing::warn!(key = %key, attempts, error = %last_error, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
-            }
+            let wait = self.failed(key.as_str(), &e, attempts, delay);
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = abort.cancelled() => return Err(UploadAborted { key: key.to_string(), attempts, last_error }),
+                () = tokio::time::sleep(wait) => {}
+                () = abort.cancelled() => {
+                    return Err(UploadAborted { key: key.to_string(), attempts, last_error: e.to_string() });
+                }
             }
-            delay = (delay * 2).min(self.backoff_max);
+            delay = (wait * 2).min(self.backoff_max);
+        }
+    }
+
+    /// A write to the store (an upload, a Delta log entry) succeeded: clears a refusal.
+    pub fn succeeded(&self, what: &str) {
+        if self.set_refusal(None) {
+            tracing::info!(key = %what, "the store accepts writes again");
+        }
+    }
+
+    /// A write to the store failed: counts and logs it (a refusal retrying cannot fix once, as
+    /// an ERROR, and in `/readyz`); returns how long to wait before the next attempt.
+    pub fn failed(&self, what: &str, e: &object_store::Error, attempts: u32, delay: Duration) -> Duration {
+        let last_error = e.to_string();
+        if let Some(kind) = permanent_kind(e) {
+            crate::metrics::store_error("put", "permanent");
+            let delay = self.backoff_max;
+            if self.set_refusal(Some((kind, last_error.clone()))) {
+                tracing::error!(
+                    key = %what, kind, error = %last_error, retry_in_ms = delay.as_millis() as u64,
+                    "the store refuses writes, and retrying will not fix it: check the storage URL, bucket and credentials; the batch stays in the spool and is retried"
+                );
+            }
+            delay
+        } else {
+            crate::metrics::store_error("put", "transient");
+            tracing::warn!(key = %what, attempts, error = %last_error, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+            delay
         }
     }
 
@@ -191,6 +222,16 @@ mod tests {
     fn key() -> ObjectKey {
         let dt = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         ObjectKey::for_batch(Table::Bookings, dt, &WriterId::parse("w").unwrap(), Seq(1), Seq(2))
+    }
+
+    #[test]
+    fn a_refused_listing_is_permanent_and_a_server_error_is_not() {
+        let generic = |text: &str| object_store::Error::Generic { store: "S3", source: text.to_owned().into() };
+        let refused =
+            generic("Error performing list request: Server returned non-2xx status code: 403 Forbidden: <Error/>");
+        assert_eq!(permanent_kind(&refused), Some("permission denied"));
+        assert_eq!(permanent_kind(&generic("Server returned non-2xx status code: 503 Service Unavailable")), None);
+        assert_eq!(permanent_kind(&generic("error sending request")), None);
     }
 
     #[tokio::test]

@@ -61,6 +61,17 @@ impl LakeError {
         matches!(self, LakeError::Incompatible { .. })
     }
 
+    /// The store's error underneath, when the kernel failed on a read or write of the store.
+    pub fn store_error(&self) -> Option<&object_store::Error> {
+        match self {
+            LakeError::Kernel { source, .. } => match source.as_ref() {
+                delta_kernel::KernelError::ObjectStore(e) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn kernel(table: Table) -> impl FnOnce(delta_kernel::KernelError) -> LakeError {
         move |source| LakeError::Kernel { table: table.name(), source: Box::new(source) }
     }
