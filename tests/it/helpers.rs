@@ -222,6 +222,29 @@ pub fn duck(sql: &str) -> Duck {
     run_duck(sql, &[])
 }
 
+/// Reads Delta tables under `root` with the Python `deltalake` package (see tests/delta_read.py):
+/// per table its version, rows, sorted event ids, files, schema and the `txn` versions of `apps`.
+pub fn delta_read(root: &str, tables: &[&str], apps: &[String], envs: &[(&str, String)]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/delta_read.py");
+    let out = Command::new(tool("venv/bin/python"))
+        .arg(script)
+        .args([root, &tables.join(","), &apps.join(",")])
+        .envs(envs.iter().map(|(k, v)| (*k, v)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "deltalake failed on {root}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The four tables.
+pub const TABLES: [&str; 4] = ["bookings", "conversations", "other_events", "dead_letter"];
+
+/// The Delta `txn` app id of the instance whose data dir is `data_dir`.
+pub fn app_id(data_dir: &Path) -> String {
+    let id = std::fs::read_to_string(data_dir.join("instance-id")).unwrap();
+    format!("oncehub-bridge-{}", id.trim())
+}
+
 /// An s3s-fs server on 127.0.0.1 with bucket `lake`; killed on drop.
 pub struct S3Server {
     pub port: u16,
@@ -280,6 +303,16 @@ impl S3Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// [`delta_read`] against this server.
+    pub fn delta_read(&self, root: &str, tables: &[&str], apps: &[String]) -> Value {
+        let envs = [
+            ("DELTA_S3_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("DELTA_S3_KEY_ID", self.keys.0.clone()),
+            ("DELTA_S3_SECRET", self.keys.1.clone()),
+        ];
+        delta_read(root, tables, apps, &envs)
     }
 }
 
@@ -355,6 +388,19 @@ impl Binary {
         if let Some(mut c) = self.child.take() {
             c.kill().expect("SIGKILL");
             let _ = c.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to end by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "the process did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

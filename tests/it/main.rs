@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod config;
+mod delta;
 mod deploy;
 mod durability;
 mod flush;
