@@ -15,3 +15,15 @@ if ! "$TOOLS/venv/bin/python" -c "import duckdb, duckdb_extension_httpfs, duckdb
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check duckdb-extension-httpfs==1.5.5 \
     duckdb-extension-delta==1.5.5 duckdb-cli==1.5.5 deltalake==1.6.6 pyarrow==26.0.1 pytz check-jsonschema==0.39.0
 fi
+# `INSTALL delta` downloads DuckDB's delta extension into ~/.duckdb/extensions; offline, the copy
+# the duckdb-extension-delta wheel ships is installed there instead (the same signed file), so the
+# generated `INSTALL delta; LOAD delta;` works for the CLI and the Python module alike.
+"$TOOLS/venv/bin/python" - <<'PY'
+import glob, os
+import duckdb, duckdb_extension_delta
+base = os.path.dirname(duckdb_extension_delta.__file__)
+con = duckdb.connect()
+installed = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = 'delta'").fetchone()
+if not (installed and installed[0]):
+    con.execute(f"INSTALL '{glob.glob(os.path.join(base, 'extensions', '*', 'delta.duckdb_extension'))[0]}'")
+PY

@@ -61,9 +61,9 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check(args)) => commands::config_check::run(&layered.provenance, args),
         Command::Spool(cli::SpoolCommand::Verify(args)) => commands::spool::verify(&args),
         Command::Spool(cli::SpoolCommand::Repair(args)) => commands::spool::repair(&args),
-        Command::Schema(cli::SchemaCommand::Ddl { engine, location }) => {
+        Command::Schema(cli::SchemaCommand::Ddl { engine, location, table_format }) => {
             let catalog = schema::Catalog::load()?;
-            print!("{}", schema::ddl::ddl(&catalog, engine, &location));
+            print!("{}", schema::ddl::ddl(&catalog, engine, table_format, &location));
             Ok(())
         }
     }

@@ -17,7 +17,7 @@ use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batcher, BatcherError, FinishedFile};
+use super::{Batcher, BatcherError, BufferError, FinishedFile};
 use crate::lake::{DeltaLake, Lake, LakeError, StagedFile};
 use crate::schema::Table;
 use crate::sink::{ObjectKey, PutOutcome, Uploader};
@@ -38,7 +38,7 @@ impl Batcher {
 
     /// Prepares every Delta table, then settles the recovered intents against them.
     pub(super) async fn prepare_lake(&mut self) -> Result<(), BatcherError> {
-        let Lake::Delta(lake) = self.lake.clone() else { return Ok(()) };
+        let Lake::Delta(lake) = self.lake.clone() else { return self.prepare_parquet().await };
         for table in Table::ALL {
             let spec =
                 lake_call((&lake, &self.uploader), &self.abort, "prepare the delta table", move |l| l.prepare(table))
@@ -68,6 +68,15 @@ impl Batcher {
             }
             self.written.extend(committed);
             self.intents = open;
+        }
+        Ok(())
+    }
+
+    /// The plain layout: every table's zero-row file (see `lake::parquet`), created once.
+    async fn prepare_parquet(&mut self) -> Result<(), BatcherError> {
+        for table in Table::ALL {
+            let (key, bytes) = crate::lake::parquet::empty_file(&self.catalog, table).map_err(BufferError::from)?;
+            self.uploader.put(&key, bytes, &self.abort).await?;
         }
         Ok(())
     }

@@ -58,10 +58,79 @@ fn body(id: &str, object: &str) -> Bytes {
     ))
 }
 
+/// The batch files in the store (not the zero-row file each table of the plain layout has).
 async fn keys(store: &InMemory) -> Vec<String> {
-    let mut keys: Vec<String> = store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    let mut keys: Vec<String> = all_keys(store).await.into_iter().filter(|k| !k.contains("/part-empty-")).collect();
     keys.sort();
     keys
+}
+
+async fn all_keys(store: &InMemory) -> Vec<String> {
+    store.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_table_of_the_plain_layout_has_its_zero_row_file_from_the_start() {
+    let rig = rig(limits(1000, Duration::from_secs(60)), vec![]).await;
+    rig.spool.close();
+    rig.task.await.unwrap().unwrap();
+    let mut empty: Vec<String> = all_keys(&rig.store).await;
+    empty.sort();
+    let names: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| format!("{}/dt=1970-01-01/part-empty-{:020}-{:020}.parquet", t.name(), 0, 0))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(empty, names);
+}
+
+/// Delta tables in memory: a file in the store is not acknowledged until its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_delta_tables_the_spool_is_acknowledged_only_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        dir: dir.path().join("spool"),
+        max_bytes: 1 << 30,
+        segment_bytes: 64 << 20,
+        min_free_bytes: 0,
+        dedup_window: Duration::from_secs(86_400),
+    };
+    let (spool, reader, recovered) = Spool::open(opts).unwrap();
+    for i in 0..2 {
+        spool.append(Delivery::for_test(body(&format!("B{i}"), "booking"))).await.unwrap();
+    }
+    let store = Arc::new(InMemory::new());
+    let root = crate::sink::StoreRoot { store: store.clone(), url: url::Url::parse("memory:///").unwrap() };
+    let catalog = Arc::new(Catalog::load().unwrap());
+    let writer = WriterId::parse("test").unwrap();
+    let lake = Arc::new(crate::lake::DeltaLake::new(&root, None, &writer, catalog.clone()));
+    let batcher = Batcher::new(
+        catalog,
+        limits(2, Duration::from_secs(3600)),
+        writer,
+        Uploader::new(store.clone()),
+        spool.clone(),
+        (recovered.checkpoint, recovered.intents),
+        CancellationToken::new(),
+    )
+    .with_lake(Lake::Delta(lake.clone()), Duration::from_millis(1500));
+    let task = tokio::spawn(batcher.run(reader));
+    let start = std::time::Instant::now();
+    while keys(&store).await.iter().all(|k| !k.contains("part-test-")) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the file is uploaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(spool.acked(), Seq(0), "uploaded, not committed: nothing acknowledged");
+    while spool.acked() != Seq(2) {
+        assert!(start.elapsed() < Duration::from_secs(10), "acknowledged after the commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log: Vec<String> = keys(&store).await.into_iter().filter(|k| k.starts_with("bookings/_delta_log/")).collect();
+    assert!(log.iter().any(|k| k.ends_with("00000000000000000001.json")), "{log:?}");
+    assert_eq!(lake.app_version(Table::Bookings), Some(2), "the txn marker is the file's last sequence number");
+    spool.close();
+    task.await.unwrap().unwrap();
 }
 
 fn limits(rows: usize, age: Duration) -> FlushLimits {

@@ -88,7 +88,7 @@ pub enum ConfigCommand {
 /// `schema` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
-    /// Print CREATE statements for every table (partitioned by dt) pointing at the lake.
+    /// Print the statements that make every table of the lake queryable from an engine.
     Ddl {
         /// The engine whose SQL dialect to write.
         #[arg(long, value_enum)]
@@ -96,6 +96,9 @@ pub enum SchemaCommand {
         /// The lake's root: the --storage-url the bridge writes to (s3://bucket/prefix, a path...).
         #[arg(long)]
         location: String,
+        /// The lake's --table-format: `delta` (the default) or `parquet`.
+        #[arg(long, value_enum, default_value_t = crate::lake::TableFormat::Delta)]
+        table_format: crate::lake::TableFormat,
     },
 }
 

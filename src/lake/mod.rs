@@ -7,6 +7,7 @@
 //! uploaded, and there is no log.
 
 pub mod delta;
+pub mod parquet;
 
 use std::sync::Arc;
 

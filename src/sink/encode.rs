@@ -29,6 +29,8 @@ pub enum EncodeError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Stats(#[from] StatsError),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// The writer properties every file is written with.

@@ -105,22 +105,35 @@ async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
 }
 
 #[test]
-fn ddl_for_each_engine_names_the_partition_and_the_location() {
-    for (engine, marker) in [
+fn ddl_for_each_engine_and_table_format_names_the_location() {
+    let delta = [
+        ("athena", "TBLPROPERTIES ('table_type' = 'DELTA')"),
+        ("trino", "CALL system.register_table("),
+        ("spark", "USING DELTA LOCATION"),
+        ("bigquery", "format = 'DELTA_LAKE'"),
+        ("duckdb", "FROM delta_scan('s3://my-bucket/oncehub/"),
+    ];
+    let parquet = [
         ("athena", "'projection.dt.type' = 'date'"),
         ("trino", "partitioned_by = ARRAY['dt']"),
         ("spark", "PARTITIONED BY (`dt`)"),
-        ("bigquery", "WITH PARTITION COLUMNS (dt DATE)"),
+        ("bigquery", "enable_list_inference = true"),
         ("duckdb", "hive_partitioning = true"),
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
-            .args(["schema", "ddl", "--engine", engine, "--location", "s3://my-bucket/oncehub/"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success());
-        assert_eq!(text.matches(marker).count(), 4, "{engine}: {text}");
-        assert!(text.contains("s3://my-bucket/oncehub/bookings"), "{engine}");
+    ];
+    for (format, markers) in [("delta", delta), ("parquet", parquet)] {
+        for (engine, marker) in markers {
+            let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+                .args(["schema", "ddl", "--engine", engine, "--location", "s3://my-bucket/oncehub/"])
+                .args(["--table-format", format])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success());
+            assert_eq!(text.matches(marker).count(), 4, "{engine} {format}: {text}");
+            assert!(text.contains("s3://my-bucket/oncehub/bookings"), "{engine}");
+            // The Hive connector has no zoned timestamps.
+            assert!(!text.contains("with time zone"), "{engine} {format}: {text}");
+        }
     }
     let bad = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
         .args(["schema", "ddl", "--engine", "oracle", "--location", "x"])
