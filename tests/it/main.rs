@@ -21,3 +21,4 @@ mod s3;
 mod stub_api;
 mod subscription;
 mod tls;
+mod warehouse;
