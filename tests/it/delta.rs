@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -246,4 +247,83 @@ async fn two_replicas_commit_to_one_bucket_under_load_and_nothing_is_lost_or_dou
     // More than ten versions: the kernel's checkpoint and its `_last_checkpoint` pointer are there.
     assert!(bookings["version"].as_i64().unwrap() >= 10, "{bookings}");
     assert!(s3.root.join("lake/oncehub/bookings/_delta_log/_last_checkpoint").is_file());
+}
+
+/// Rewrites the schema in the metadata action of `table`'s first log entry (a table no file was
+/// added to yet, as an older release would have created it) with `edit`.
+fn edit_first_schema(lake: &Path, table: &str, edit: impl Fn(&mut Value)) {
+    let path = lake.join(table).join("_delta_log/00000000000000000000.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut action: Value = serde_json::from_str(line).unwrap();
+            if let Some(schema) = action["metaData"]["schemaString"].as_str() {
+                let mut schema: Value = serde_json::from_str(schema).unwrap();
+                edit(&mut schema);
+                action["metaData"]["schemaString"] = Value::String(schema.to_string());
+            }
+            action.to_string()
+        })
+        .collect();
+    let edited = path.with_extension("edited");
+    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&edited, &path).unwrap();
+}
+
+fn field<'a>(fields: &'a mut Value, name: &str) -> &'a mut Value {
+    fields["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_to_schemas_becomes_a_metadata_commit_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lake = data.join("lake");
+    let mut bin = serve_local(&data, &[], &[]);
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    // The table as a release without `customer_timezone` and `owner.email` made it.
+    edit_first_schema(&lake, "bookings", |schema| {
+        schema["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "customer_timezone");
+        field(&mut field(schema, "owner")["type"], "email");
+        field(schema, "owner")["type"]["fields"].as_array_mut().unwrap().retain(|f| f["name"] != "email");
+    });
+    let before = delta_read(&lake.display().to_string(), &["bookings"], &[], &[]);
+    assert!(before["bookings"]["schema"].get("customer_timezone").is_none(), "{before}");
+
+    let mut bin = serve_local(&data, &[], &[]);
+    let sent = deliveries(&["evolve".into()]);
+    assert_eq!(post_all(&bin.url(), &sent).await.len(), sent.len());
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    let log = bin.stderr();
+    assert!(log.contains("added columns to the delta table"), "{log}");
+    assert!(log.contains("customer_timezone") && log.contains("owner.email"), "{log}");
+
+    let read = delta_read(&lake.display().to_string(), &["bookings"], &[], &[]);
+    assert_eq!(read["bookings"]["schema"]["customer_timezone"], "string", "{read}");
+    assert!(read["bookings"]["schema"]["owner"].as_str().unwrap().contains("email"), "{read}");
+    let root = lake.display();
+    let d = duck(&format!(
+        "SELECT count(*) FILTER (WHERE customer_timezone IS NOT NULL), count(*) FILTER (WHERE owner.email IS NOT NULL) FROM delta_scan('{root}/bookings')"
+    ));
+    assert!(d.rows[0].iter().all(|n| n.as_i64().unwrap() > 0), "the new columns hold values: {:?}", d.rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_schema_change_stops_the_start_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut bin = serve_local(&data, &[], &[]);
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    edit_first_schema(&data.join("lake"), "bookings", |schema| {
+        field(schema, "duration_minutes")["type"] = json!("string")
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--webhook-secret", SECRET, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("column duration_minutes changed type from string to long"), "{stderr}");
 }

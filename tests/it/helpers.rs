@@ -232,7 +232,12 @@ pub fn delta_read(root: &str, tables: &[&str], apps: &[String], envs: &[(&str, S
         .envs(envs.iter().map(|(k, v)| (*k, v)))
         .output()
         .unwrap();
-    assert!(out.status.success(), "deltalake failed on {root}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "deltalake failed on {root}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
