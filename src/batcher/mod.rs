@@ -186,7 +186,12 @@ impl Batcher {
         // which should not happen) records one before the upload.
         if buffer.replay_end() != Some(buffer.last()) {
             if buffer.replay_end().is_some() {
-                tracing::warn!(table = table.name(), dt = %dt, "a replayed file ended early; writing it under a new name");
+                let left =
+                    buffer.replay_end().map(|end| ObjectKey::for_batch(table, dt, &self.writer, buffer.first(), end));
+                tracing::warn!(
+                    table = table.name(), dt = %dt, left_behind = ?left.map(|k| k.to_string()),
+                    "a replayed file ended early (records lost to spool damage); writing it under a new name: with Delta tables the object left behind is never committed, so readers do not see it"
+                );
             }
             let intent = FlushIntent {
                 partition: ObjectKey::partition(table, dt),
