@@ -165,7 +165,8 @@ cat <<EOF
 | of which, by thread | $by_thread |
 | JSON received per delivery | $json_per B |
 | Parquet written per delivery | $(($(val "$lake" parquet_bytes) / rows)) B ($(calc "round(100 * $(val "$lake" parquet_bytes) / $rows / $json_per, 1)") % of JSON) |
-| 2xx to readable in the lake p50 / p99 / max (flush interval $FLUSH_INTERVAL) | $(val "$lag" lag_p50) / $(val "$lag" lag_p99) / $(val "$lag" lag_max) s |
+| 2xx to readable in the lake (committed) p50 / p99 / max (flush and commit interval $FLUSH_INTERVAL) | $(val "$lag" lag_p50) / $(val "$lag" lag_p99) / $(val "$lag" lag_max) s |
+| Delta log entries / bytes per entry | $(val "$lake" log_entries) / $(calc "$(val "$lake" log_bytes) // max(1, $(val "$lake" log_entries))") B |
 | SIGTERM to exit (drains the spool backlog) | $drain s |
 | rows in the lake / distinct ids / 2xx counted by wrk | $rows / $(val "$lake" distinct) / $accepted |
 EOF

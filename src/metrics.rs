@@ -44,7 +44,7 @@ const DELTA_CONFLICTS: &str = "oncehub_bridge_delta_commit_conflicts_total";
 
 /// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
 const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-/// Lag: from `received_at` to the file holding the row being in the store (flush interval bound).
+/// Lag: from `received_at` to the row being readable: its file committed (Delta) or in the store.
 /// A Delta commit: one log entry PUT plus the kernel's work around it.
 const COMMIT_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const LAG_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
@@ -95,7 +95,11 @@ fn describe() {
         "Failed store writes, by operation and kind (transient: retried with backoff; permanent: access denied, no such bucket, and the like)."
     );
     describe_counter!(STORE_RETRIES, "Store writes retried after a failure.");
-    describe_histogram!(LAG, Unit::Seconds, "From received_at to the row's file being in the store, per row.");
+    describe_histogram!(
+        LAG,
+        Unit::Seconds,
+        "From received_at to the row being readable (its file committed; in the store for --table-format parquet), per row."
+    );
     describe_counter!(ENCODE_ERRORS, "Events whose row did not fit their table, kept in dead_letter as encode_error.");
     describe_counter!(
         RECORDS_LOST,
@@ -199,12 +203,17 @@ pub(crate) fn spool_state(bytes: u64, records: u64) {
     gauge!(SPOOL_RECORDS).set(records as f64);
 }
 
-/// A file was cut and is in the store. `received_at` holds every row's arrival time.
-pub(crate) fn file_written(table: &'static str, reason: &'static str, bytes: usize, received_at: &[DateTime<Utc>]) {
+/// A file of `rows` rows was cut and is in the store.
+pub(crate) fn file_written(table: &'static str, reason: &'static str, bytes: usize, rows: usize) {
     counter!(FLUSHES, "table" => table, "reason" => reason).increment(1);
     counter!(FILES, "table" => table).increment(1);
     counter!(BYTES, "table" => table).increment(bytes as u64);
-    counter!(ROWS, "table" => table).increment(received_at.len() as u64);
+    counter!(ROWS, "table" => table).increment(rows as u64);
+}
+
+/// Rows became readable (their file committed, or uploaded for the plain layout); `received_at`
+/// holds every row's arrival time.
+pub(crate) fn rows_readable(received_at: &[DateTime<Utc>]) {
     // Rows arrive together: count them per 100 ms of lag, one histogram call per step.
     let now = Utc::now();
     let mut steps: BTreeMap<i64, u64> = BTreeMap::new();
@@ -234,12 +243,8 @@ mod tests {
         delivery_received(Trigger::parse("made.up.type"), Duration::from_millis(3));
         delivery_rejected("invalid_signature");
         let now = Utc::now();
-        file_written(
-            "bookings",
-            "age",
-            1234,
-            &[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)],
-        );
+        file_written("bookings", "age", 1234, 2);
+        rows_readable(&[now - chrono::Duration::seconds(7), now - chrono::Duration::seconds(7)]);
         h.run_upkeep();
         let text = h.render();
         assert!(

@@ -91,6 +91,9 @@ impl Batcher {
         outcome: PutOutcome,
     ) -> Result<(), BatcherError> {
         if let Lake::Parquet = self.lake {
+            if outcome == PutOutcome::Created {
+                crate::metrics::rows_readable(&file.received_at);
+            }
             return self.acknowledge().await;
         }
         let Some(stats) = file.stats else {
@@ -108,7 +111,8 @@ impl Batcher {
                 }
             }
         }
-        let staged = StagedFile { table, dt, key, size, rows: file.rows, stats, first: file.first, last: file.last };
+        let (rows, first, last, received_at) = (file.rows, file.first, file.last, file.received_at);
+        let staged = StagedFile { table, dt, key, size, rows, stats, first, last, received_at };
         self.staged.push(staged);
         self.staged_since.get_or_insert_with(Instant::now);
         if self.staged.len() >= MAX_STAGED_FILES {
@@ -152,6 +156,9 @@ impl Batcher {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "committed to the delta table"
             );
+            for file in batch.iter() {
+                crate::metrics::rows_readable(&file.received_at);
+            }
             self.staged.retain(|f| f.table != table);
             crate::lake::crash_point("after-commit");
         }

@@ -1,17 +1,20 @@
 //! The batcher: reads spool records in order, parses each once, appends its row to the pending
-//! file of its (table, dt), cuts files by rows / bytes / age, uploads them, and acknowledges the
-//! spool up to the highest sequence number below which nothing is pending.
+//! file of its (table, dt), cuts files by rows / bytes / age, uploads them, commits them to their
+//! Delta tables (see `commit`), and acknowledges the spool up to the highest sequence number below
+//! which nothing is pending or waiting for its commit.
 //!
 //! Before each upload it durably records a flush intent (partition + sequence range) in the spool.
 //! After a restart, a replayed record covered by an intent is either skipped, when the intent
 //! starts at or below the recovered checkpoint (the checkpoint only passes a file's first record
-//! once that file is in the store), or cut into exactly the same file again, so the object gets
-//! the same name and the create-only PUT finds it already there. Either way: no second copy.
+//! once that file is in its table) or when the table already holds the file, or cut into exactly
+//! the same file again, so the object gets the same name and the create-only PUT finds it already
+//! there. Either way: no second copy.
 //!
 //! Invariants: a record's row is in exactly one file; a file never spans two dt values; a file
 //! holds every record of its (table, dt) between its first and last sequence numbers; the spool
-//! checkpoint never passes a record whose file is not yet in the store; when the spool closes the
-//! batcher drains it and flushes every pending file before returning.
+//! checkpoint never passes a record whose file is not yet in its table (committed, for Delta);
+//! when the spool closes the batcher drains it, flushes every pending file and commits them
+//! before returning.
 
 mod buffer;
 mod commit;
@@ -209,7 +212,7 @@ impl Batcher {
         self.report.files += 1;
         self.report.rows_written += file.rows as u64;
         if outcome == PutOutcome::Created {
-            metrics::file_written(table.name(), reason.as_str(), size, &file.received_at);
+            metrics::file_written(table.name(), reason.as_str(), size, file.rows);
         }
         tracing::info!(
             table = table.name(), dt = %dt, rows = file.rows, bytes = size, reason = reason.as_str(),

@@ -67,6 +67,8 @@ pub struct StagedFile {
     pub stats: StructArray,
     pub first: Seq,
     pub last: Seq,
+    /// Each row's arrival, for the event-to-readable lag recorded at the commit.
+    pub received_at: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A test hook: when `ONCEHUB_BRIDGE_TEST_CRASH_AT` names this point (`after-upload`: a file is in

@@ -16,6 +16,8 @@
 mod commit;
 mod reconcile;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
