@@ -215,14 +215,19 @@ async fn a_sigkill_between_commit_and_checkpoint_adds_nothing_twice() {
     assert!(log.contains("are in the delta table already"), "the restart found the committed files: {log}");
 }
 
+/// Two replicas on one lake. Local files, whose create-only write (a hard link) is atomic, as on
+/// S3: s3s-fs checks for the object and then writes it, so two writers can both "create" the same
+/// log entry there (the bridge reads each commit back and makes a replaced one again, see
+/// `lake::delta::verify`, but a check-then-write store can still lose one in a narrow window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_commit_to_one_bucket_under_load_and_nothing_is_lost_or_doubled() {
+async fn two_replicas_commit_to_one_lake_under_load_and_nothing_is_lost_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(&dir.path().join("s3"));
-    let args = ["--storage-url", "s3://lake/oncehub", "--flush-max-rows", "5", "--commit-interval", "100ms"];
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.display().to_string();
+    let args = ["--storage-url", &lake_arg, "--flush-max-rows", "5", "--commit-interval", "100ms"];
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let mut a = serve_local(&a_dir, &args, &S3Server::env(s3.port));
-    let mut b = serve_local(&b_dir, &args, &S3Server::env(s3.port));
+    let mut a = serve_local(&a_dir, &args, &[]);
+    let mut b = serve_local(&b_dir, &args, &[]);
     let tags = |p: &str| (0..16).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
     let (sent_a, sent_b) = (deliveries(&tags("ra")), deliveries(&tags("rb")));
     let (url_a, url_b) = (a.url(), b.url());
@@ -232,7 +237,7 @@ async fn two_replicas_commit_to_one_bucket_under_load_and_nothing_is_lost_or_dou
     assert!(b.terminate(Duration::from_secs(30)).success());
 
     let apps = [app_id(&a_dir), app_id(&b_dir)];
-    let read = s3.delta_read("s3://lake/oncehub", &TABLES, &apps);
+    let read = delta_read(&lake_arg, &TABLES, &apps, &[]);
     let ids = ids_once(&read);
     let expected: Vec<String> = acked_a.union(&acked_b).cloned().collect();
     assert_eq!(ids, expected, "every acknowledged event of both replicas, once");
@@ -246,7 +251,7 @@ async fn two_replicas_commit_to_one_bucket_under_load_and_nothing_is_lost_or_dou
     eprintln!("two replicas: {commits} commits, bookings at version {}", bookings["version"]);
     // More than ten versions: the kernel's checkpoint and its `_last_checkpoint` pointer are there.
     assert!(bookings["version"].as_i64().unwrap() >= 10, "{bookings}");
-    assert!(s3.root.join("lake/oncehub/bookings/_delta_log/_last_checkpoint").is_file());
+    assert!(lake.join("bookings/_delta_log/_last_checkpoint").is_file());
 }
 
 /// Rewrites the schema in the metadata action of `table`'s first log entry (a table no file was

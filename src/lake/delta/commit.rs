@@ -85,6 +85,19 @@ impl DeltaLake {
             }
             let started = Instant::now();
             match self.attempt(table, &snapshot, files, version)? {
+                Attempt::Committed(_, table_version) if !self.entry_is_ours(table, table_version, version)? => {
+                    // Another writer replaced our log entry: the store's create-only PUT is not
+                    // atomic. The marker is not in the table; commit again on the next version.
+                    tracing::error!(
+                        table = table.name(),
+                        table_version,
+                        "another writer replaced this commit's log entry: the store's create-only PUT is not atomic (Delta needs S3, MinIO, R2, GCS, Azure or local files); committing again"
+                    );
+                    conflicts += 1;
+                    crate::metrics::delta_conflict(table.name());
+                    too_many(table, conflicts)?;
+                    stale = true;
+                }
                 Attempt::Committed(post, table_version) => {
                     crate::metrics::delta_commit(table.name(), files.len(), started.elapsed());
                     self.remember(table, post.clone(), version);
@@ -102,12 +115,7 @@ impl DeltaLake {
                 Attempt::Conflicted => {
                     conflicts += 1;
                     crate::metrics::delta_conflict(table.name());
-                    if conflicts >= MAX_CONFLICTS {
-                        return Err(LakeError::Other {
-                            table: table.name(),
-                            message: format!("{conflicts} commit conflicts in a row; retrying later"),
-                        });
-                    }
+                    too_many(table, conflicts)?;
                     stale = true;
                 }
             }
@@ -189,6 +197,15 @@ impl DeltaLake {
             }
         }
     }
+}
+
+/// Gives up (for now: the caller retries later) after [`MAX_CONFLICTS`] in a row.
+fn too_many(table: Table, conflicts: u32) -> Result<(), LakeError> {
+    if conflicts < MAX_CONFLICTS {
+        return Ok(());
+    }
+    let message = format!("{conflicts} commit conflicts in a row; retrying later");
+    Err(LakeError::Other { table: table.name(), message })
 }
 
 enum Attempt {

@@ -9,6 +9,7 @@
 //!   writers are retried on the new table version; an outcome that is unknown (an error after the
 //!   log entry's PUT may have gone through) is settled by reading the marker back.
 //! - `reconcile`: after a restart, which of the files a crash left uncertain are in the table.
+//! - `verify`: each commit is read back, for stores whose create-only PUT is not atomic.
 //!
 //! Every function here blocks (the kernel's API is synchronous; its engine runs its I/O on our
 //! tokio runtime): call them from `spawn_blocking`.
@@ -18,6 +19,7 @@ mod reconcile;
 mod table;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -94,6 +96,8 @@ struct TableState {
 /// The four tables of one storage URL, written by one instance.
 pub struct DeltaLake {
     engine: Arc<Engine>,
+    /// The engine's store, for reading a commit back (see `verify`).
+    store: Arc<dyn object_store::ObjectStore>,
     root: Url,
     /// The lake directory, for a local lake: the kernel needs a table's directory to exist.
     local_dir: Option<PathBuf>,
@@ -111,6 +115,7 @@ impl DeltaLake {
             .build();
         DeltaLake {
             engine: Arc::new(engine),
+            store: root.store.clone(),
             root: root.url.clone(),
             local_dir,
             app_id: app_id(writer),

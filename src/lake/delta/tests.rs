@@ -1,5 +1,5 @@
-//! Commits against an in-memory store: an answer lost after the log entry was written, and a
-//! conflict with another writer.
+//! Commits against an in-memory store: an answer lost after the log entry was written, a store
+//! whose create-only PUT let another writer replace the entry, and a conflict with another writer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +19,15 @@ use crate::schema::{Catalog, Table};
 use crate::sink::{FileWriter, ObjectKey, StoreRoot, WriterId};
 use crate::spool::Seq;
 
-/// An in-memory store that writes one chosen object, then answers as if the connection dropped.
+/// An in-memory store with one fault on one chosen object.
 #[derive(Debug)]
 struct LosesAnswer {
     inner: InMemory,
     target: String,
     lost: AtomicBool,
+    /// Instead of losing the answer: right after the write, another writer's entry replaces it
+    /// (a create-only PUT that is not atomic).
+    clobber: bool,
 }
 
 impl std::fmt::Display for LosesAnswer {
@@ -43,6 +46,11 @@ impl ObjectStore for LosesAnswer {
     ) -> object_store::Result<PutResult> {
         let result = self.inner.put_opts(location, payload, opts).await;
         if result.is_ok() && location.as_ref() == self.target && !self.lost.swap(true, Ordering::SeqCst) {
+            if self.clobber {
+                let other = "{\"commitInfo\":{}}\n{\"txn\":{\"appId\":\"oncehub-bridge-other\",\"version\":1}}\n";
+                self.inner.put(location, PutPayload::from_static(other.as_bytes())).await?;
+                return result;
+            }
             return Err(object_store::Error::Generic { store: "test", source: "connection reset by peer".into() });
         }
         result
@@ -113,6 +121,7 @@ async fn a_commit_whose_answer_was_lost_is_found_in_the_table_not_made_twice() {
         inner: InMemory::new(),
         target: "bookings/_delta_log/00000000000000000001.json".into(),
         lost: AtomicBool::new(false),
+        clobber: false,
     });
     let lake = lake(store.clone(), "w1");
     let outcome = tokio::task::spawn_blocking(move || {
@@ -153,4 +162,24 @@ async fn a_conflict_with_another_writer_is_retried_on_the_new_version() {
     assert_eq!((ra.table_version, ra.conflicts), (1, 0));
     assert_eq!((rb.table_version, rb.conflicts), (2, 1), "b lost version 1 and took 2: {rb:?}");
     assert_eq!(names, (1, 1), "each file once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_another_writer_replaced_is_found_by_reading_it_back_and_made_again() {
+    let store = Arc::new(LosesAnswer {
+        inner: InMemory::new(),
+        target: "bookings/_delta_log/00000000000000000001.json".into(),
+        lost: AtomicBool::new(false),
+        clobber: true,
+    });
+    let lake = lake(store.clone(), "w1");
+    let (report, files) = tokio::task::spawn_blocking(move || {
+        let file = staged(&lake, "w1", 1, 5);
+        let report = lake.commit(Table::Bookings, &[file]).unwrap();
+        (report, lake.committed_names(Table::Bookings, &WriterId::parse("w1").unwrap()).unwrap().len())
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.table_version, report.conflicts), (2, 1), "made again on the next version: {report:?}");
+    assert_eq!(files, 1, "the file is in the table once");
 }

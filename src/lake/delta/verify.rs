@@ -1,0 +1,48 @@
+//! Reading a commit back. A Delta commit is safe only where the store's create-only PUT is atomic
+//! (S3, MinIO, R2, GCS, Azure, local files). A store that checks for the object and then writes it
+//! (s3s-fs does; Garage ignores the condition) lets two writers both "create" `<v>.json`, and the
+//! later one replaces the earlier commit. Reading the entry back after the PUT finds most of those
+//! losses: the commit is then treated as a conflict and made again on the next version.
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use super::{DeltaLake, LakeError};
+use crate::schema::Table;
+
+impl DeltaLake {
+    /// True when log entry `table_version` of `table` carries this app's `txn` at `txn_version`.
+    pub(super) fn entry_is_ours(&self, table: Table, table_version: u64, txn_version: i64) -> Result<bool, LakeError> {
+        let url = self.table_url(table)?;
+        let path = Path::from_url_path(format!("{}_delta_log/{table_version:020}.json", url.path()))
+            .map_err(|e| LakeError::Other { table: table.name(), message: format!("log entry path: {e}") })?;
+        let read = async { self.store.get(&path).await?.bytes().await };
+        let bytes = tokio::runtime::Handle::current().block_on(read).map_err(|e| LakeError::Kernel {
+            table: table.name(),
+            source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
+        })?;
+        Ok(carries_txn(&bytes, &self.app_id, txn_version))
+    }
+}
+
+/// The newline-delimited actions of a log entry hold `txn {appId, version}`.
+fn carries_txn(entry: &[u8], app_id: &str, version: i64) -> bool {
+    entry
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .any(|a| a["txn"]["appId"].as_str() == Some(app_id) && a["txn"]["version"].as_i64() == Some(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_txn;
+
+    #[test]
+    fn the_entry_must_carry_this_app_and_version() {
+        let entry = b"{\"commitInfo\":{}}\n{\"txn\":{\"appId\":\"oncehub-bridge-a\",\"version\":7}}\n{\"add\":{}}\n";
+        assert!(carries_txn(entry, "oncehub-bridge-a", 7));
+        assert!(!carries_txn(entry, "oncehub-bridge-a", 8));
+        assert!(!carries_txn(entry, "oncehub-bridge-b", 7));
+        assert!(!carries_txn(b"not json", "oncehub-bridge-a", 7));
+    }
+}
