@@ -1,6 +1,9 @@
 //! The batcher's side of the lake. With Delta tables a file in the store is not yet in its
 //! table: it waits in `staged` until the next commit, which adds every staged file of a table in
-//! one log entry (every commit interval, at 64 staged files, and at shutdown). The spool is
+//! one log entry: after each round of files cut by age, at once when a file was cut by rows or
+//! bytes, at 64 staged files, at shutdown, and at the latest `--commit-interval` after a file was
+//! staged (replayed files, say). So rows are readable about when `--flush-interval` says, and the
+//! spool holds no record longer than before for want of a commit. The spool is
 //! acknowledged only behind committed files. With `--table-format parquet` an uploaded file is
 //! final and the spool is acknowledged at once, as before.
 //!
@@ -17,7 +20,7 @@ use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batcher, BatcherError, BufferError, FinishedFile};
+use super::{Batcher, BatcherError, BufferError, FinishedFile, FlushReason};
 use crate::lake::{DeltaLake, Lake, LakeError, StagedFile};
 use crate::schema::Table;
 use crate::sink::{ObjectKey, PutOutcome, Uploader};
@@ -88,7 +91,7 @@ impl Batcher {
         dt: chrono::NaiveDate,
         key: ObjectKey,
         file: FinishedFile,
-        outcome: PutOutcome,
+        (outcome, reason): (PutOutcome, FlushReason),
     ) -> Result<(), BatcherError> {
         if let Lake::Parquet = self.lake {
             if outcome == PutOutcome::Created {
@@ -115,7 +118,10 @@ impl Batcher {
         let staged = StagedFile { table, dt, key, size, rows, stats, first, last, received_at };
         self.staged.push(staged);
         self.staged_since.get_or_insert_with(Instant::now);
-        if self.staged.len() >= MAX_STAGED_FILES {
+        // A file cut by size is as large as files get: waiting to batch it with others only holds
+        // its records in the spool (under load, a spool that fills up answers 503).
+        let full = matches!(reason, FlushReason::Rows | FlushReason::Bytes);
+        if full || self.staged.len() >= MAX_STAGED_FILES {
             self.commit().await?;
         }
         Ok(())

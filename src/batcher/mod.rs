@@ -139,8 +139,10 @@ impl Batcher {
                 },
                 () = sleep_until(due) => {
                     let now = Instant::now();
-                    self.flush_due(now).await?;
-                    if self.commit_deadline().is_some_and(|d| d <= now) {
+                    // The files cut by age in this round go into one commit per table, at once:
+                    // their rows are already as late as --flush-interval allows.
+                    let cut = self.flush_due(now).await?;
+                    if cut || self.commit_deadline().is_some_and(|d| d <= now) {
                         self.commit().await?;
                     }
                 }
@@ -169,17 +171,19 @@ impl Batcher {
         self.buffers.values().map(|b| b.opened_at() + self.limits.max_age).min()
     }
 
-    async fn flush_due(&mut self, now: Instant) -> Result<(), BatcherError> {
+    /// Cuts every file that is due; true when there was one.
+    async fn flush_due(&mut self, now: Instant) -> Result<bool, BatcherError> {
         let due: Vec<_> = self
             .buffers
             .iter()
             .filter(|(_, b)| b.replay_end().is_none())
             .filter_map(|(k, b)| should_flush(b.rows(), b.bytes(), now - b.opened_at(), &self.limits).map(|r| (*k, r)))
             .collect();
+        let cut = !due.is_empty();
         for (key, reason) in due {
             self.flush(key, reason).await?;
         }
-        Ok(())
+        Ok(cut)
     }
 
     async fn flush(&mut self, key: (Table, NaiveDate), reason: FlushReason) -> Result<(), BatcherError> {
@@ -219,7 +223,7 @@ impl Batcher {
             key = %object, existed = outcome == PutOutcome::AlreadyExisted, "file written"
         );
         crate::lake::crash_point("after-upload");
-        self.landed(table, dt, object, file, outcome).await
+        self.landed(table, dt, object, file, (outcome, reason)).await
     }
 
     /// Saves the checkpoint: everything behind it is in its table.

@@ -18,7 +18,7 @@ mod commit;
 mod reconcile;
 mod table;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod verify;
 
 use std::collections::HashMap;

@@ -19,15 +19,30 @@ use crate::schema::{Catalog, Table};
 use crate::sink::{FileWriter, ObjectKey, StoreRoot, WriterId};
 use crate::spool::Seq;
 
-/// An in-memory store with one fault on one chosen object.
+/// An in-memory store with one fault on one chosen object (also used by the batcher's tests).
 #[derive(Debug)]
-struct LosesAnswer {
-    inner: InMemory,
-    target: String,
-    lost: AtomicBool,
+pub(crate) struct LosesAnswer {
+    pub(crate) inner: InMemory,
+    pub(crate) target: String,
+    pub(crate) lost: AtomicBool,
     /// Instead of losing the answer: right after the write, another writer's entry replaces it
     /// (a create-only PUT that is not atomic).
-    clobber: bool,
+    pub(crate) clobber: bool,
+    /// Before writing the target, wait for a permit (the test decides when the write happens).
+    pub(crate) gate: Option<tokio::sync::Semaphore>,
+}
+
+impl LosesAnswer {
+    /// A store that holds the write of `target` until the gate opens, and does nothing else.
+    pub(crate) fn gated(target: &str) -> LosesAnswer {
+        LosesAnswer {
+            inner: InMemory::new(),
+            target: target.into(),
+            lost: AtomicBool::new(true),
+            clobber: false,
+            gate: Some(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl std::fmt::Display for LosesAnswer {
@@ -44,6 +59,11 @@ impl ObjectStore for LosesAnswer {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if let Some(gate) = &self.gate
+            && location.as_ref() == self.target
+        {
+            let _ = gate.acquire().await;
+        }
         let result = self.inner.put_opts(location, payload, opts).await;
         if result.is_ok() && location.as_ref() == self.target && !self.lost.swap(true, Ordering::SeqCst) {
             if self.clobber {
@@ -122,6 +142,7 @@ async fn a_commit_whose_answer_was_lost_is_found_in_the_table_not_made_twice() {
         target: "bookings/_delta_log/00000000000000000001.json".into(),
         lost: AtomicBool::new(false),
         clobber: false,
+        gate: None,
     });
     let lake = lake(store.clone(), "w1");
     let outcome = tokio::task::spawn_blocking(move || {
@@ -171,6 +192,7 @@ async fn a_commit_another_writer_replaced_is_found_by_reading_it_back_and_made_a
         target: "bookings/_delta_log/00000000000000000001.json".into(),
         lost: AtomicBool::new(false),
         clobber: true,
+        gate: None,
     });
     let lake = lake(store.clone(), "w1");
     let (report, files) = tokio::task::spawn_blocking(move || {
