@@ -107,7 +107,9 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
     let start = Instant::now();
     let m = loop {
         let m = Scrape::take(&client, &admin).await;
-        if m.sum("oncehub_bridge_rows_written_total") >= events.len() as f64 {
+        // Rows written, and committed: the lag is recorded when the commit makes them readable.
+        let written = m.sum("oncehub_bridge_rows_written_total") >= events.len() as f64;
+        if written && m.get("oncehub_bridge_event_to_queryable_seconds_count") >= events.len() as f64 {
             break m;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "rows never written: {}", bin.stderr());
