@@ -22,13 +22,10 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-/// A spool holding `bodies`, and a batcher started on it. The bodies are appended before the
-/// batcher starts: with time paused, tokio jumps to the next timer whenever the runtime waits,
-/// and an append waits for the spool's fsync on a thread of its own.
-async fn rig(limits: FlushLimits, bodies: Vec<Bytes>) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
+/// A spool in `dir` holding `bodies`.
+async fn spool_holding(dir: &std::path::Path, bodies: Vec<Bytes>) -> (Spool, SpoolReader, crate::spool::Recovered) {
     let opts = SpoolOptions {
-        dir: dir.path().join("spool"),
+        dir: dir.join("spool"),
         max_bytes: 1 << 30,
         segment_bytes: 64 << 20,
         min_free_bytes: 0,
@@ -38,6 +35,15 @@ async fn rig(limits: FlushLimits, bodies: Vec<Bytes>) -> Rig {
     for body in bodies {
         spool.append(Delivery::for_test(body)).await.unwrap();
     }
+    (spool, reader, recovered)
+}
+
+/// A spool holding `bodies`, and a batcher started on it. The bodies are appended before the
+/// batcher starts: with time paused, tokio jumps to the next timer whenever the runtime waits,
+/// and an append waits for the spool's fsync on a thread of its own.
+async fn rig(limits: FlushLimits, bodies: Vec<Bytes>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, reader, recovered) = spool_holding(dir.path(), bodies).await;
     let store = Arc::new(InMemory::new());
     let batcher = Batcher::new(
         Arc::new(Catalog::load().unwrap()),
@@ -90,17 +96,8 @@ async fn every_table_of_the_plain_layout_has_its_zero_row_file_from_the_start() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_delta_tables_the_spool_is_acknowledged_only_after_the_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = SpoolOptions {
-        dir: dir.path().join("spool"),
-        max_bytes: 1 << 30,
-        segment_bytes: 64 << 20,
-        min_free_bytes: 0,
-        dedup_window: Duration::from_secs(86_400),
-    };
-    let (spool, reader, recovered) = Spool::open(opts).unwrap();
-    for i in 0..2 {
-        spool.append(Delivery::for_test(body(&format!("B{i}"), "booking"))).await.unwrap();
-    }
+    let bodies = (0..2).map(|i| body(&format!("B{i}"), "booking")).collect();
+    let (spool, reader, recovered) = spool_holding(dir.path(), bodies).await;
     let store =
         Arc::new(crate::lake::delta::tests::LosesAnswer::gated("bookings/_delta_log/00000000000000000001.json"));
     let root = crate::sink::StoreRoot { store: store.clone(), url: url::Url::parse("memory:///").unwrap() };

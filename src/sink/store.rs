@@ -112,70 +112,56 @@ pub struct StoreRoot {
 /// Opens the store. Builds clients only; does not touch the network. Keys are relative to the
 /// storage URL (its prefix applied).
 pub fn open_store(url: &StorageUrl) -> Result<Arc<dyn ObjectStore>, StoreError> {
-    if let StorageUrl::Local(path) = url {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
-        let build_err = |e: object_store::Error| StoreError::Build { url: url.to_string(), message: e.to_string() };
-        return Ok(Arc::new(LocalFileSystem::new_with_prefix(path).map_err(build_err)?));
-    }
-    Ok(from_root(url, open_root(url)?))
+    from_root(url, open_root(url)?)
 }
 
 /// The store whose keys are relative to the storage URL, over its root.
-pub fn from_root(url: &StorageUrl, root: StoreRoot) -> Arc<dyn ObjectStore> {
-    if let StorageUrl::Local(path) = url
-        && let Ok(store) = LocalFileSystem::new_with_prefix(path)
-    {
-        return Arc::new(store);
+pub fn from_root(url: &StorageUrl, root: StoreRoot) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if let StorageUrl::Local(path) = url {
+        let store = LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| StoreError::Build { url: url.to_string(), message: e.to_string() })?;
+        return Ok(Arc::new(store));
     }
-    match url.prefix() {
+    Ok(match url.prefix() {
         "" => root.store,
         prefix => Arc::new(PrefixStore::new(root.store, prefix)),
-    }
+    })
 }
 
 /// Opens the bucket-level store and names the lake's root URL in it.
 pub fn open_root(url: &StorageUrl) -> Result<StoreRoot, StoreError> {
     let build_err = |e: object_store::Error| StoreError::Build { url: url.to_string(), message: e.to_string() };
-    let (store, root): (Arc<dyn ObjectStore>, Url) = match url {
-        StorageUrl::S3(u) => (
-            Arc::new(
-                AmazonS3Builder::from_env()
-                    .with_url(u.as_str())
-                    .with_retry(client_retry())
-                    .build()
-                    .map_err(build_err)?,
-            ),
-            bucket_root(u, url.prefix())?,
+    let store: Arc<dyn ObjectStore> = match url {
+        StorageUrl::S3(u) => Arc::new(
+            AmazonS3Builder::from_env().with_url(u.as_str()).with_retry(client_retry()).build().map_err(build_err)?,
         ),
-        StorageUrl::Gcs(u) => (
-            Arc::new(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_url(u.as_str())
-                    .with_retry(client_retry())
-                    .build()
-                    .map_err(build_err)?,
-            ),
-            bucket_root(u, url.prefix())?,
+        StorageUrl::Gcs(u) => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(u.as_str())
+                .with_retry(client_retry())
+                .build()
+                .map_err(build_err)?,
         ),
-        StorageUrl::Azure(u) => (
-            Arc::new(
-                MicrosoftAzureBuilder::from_env()
-                    .with_url(u.as_str())
-                    .with_retry(client_retry())
-                    .build()
-                    .map_err(build_err)?,
-            ),
-            bucket_root(u, url.prefix())?,
+        StorageUrl::Azure(u) => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(u.as_str())
+                .with_retry(client_retry())
+                .build()
+                .map_err(build_err)?,
         ),
-        StorageUrl::Memory => {
-            (Arc::new(InMemory::new()), Url::parse("memory:///").map_err(|e| StoreError::Url(e.to_string()))?)
-        }
+        StorageUrl::Memory => Arc::new(InMemory::new()),
         StorageUrl::Local(path) => {
             std::fs::create_dir_all(path).map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
+            Arc::new(LocalFileSystem::new())
+        }
+    };
+    let root = match url {
+        StorageUrl::S3(u) | StorageUrl::Gcs(u) | StorageUrl::Azure(u) => bucket_root(u, url.prefix())?,
+        StorageUrl::Memory => Url::parse("memory:///").map_err(|e| StoreError::Url(e.to_string()))?,
+        StorageUrl::Local(path) => {
             let dir = path.canonicalize().map_err(|source| StoreError::LocalDir { path: path.clone(), source })?;
-            let root = Url::from_directory_path(&dir)
-                .map_err(|()| StoreError::Url(format!("{} is not an absolute path", dir.display())))?;
-            (Arc::new(LocalFileSystem::new()), root)
+            Url::from_directory_path(&dir)
+                .map_err(|()| StoreError::Url(format!("{} is not an absolute path", dir.display())))?
         }
     };
     Ok(StoreRoot { store, url: root })

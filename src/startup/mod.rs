@@ -99,7 +99,7 @@ impl Application {
         std::fs::create_dir_all(&data_dir)
             .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let root = open_root(&settings.storage)?;
-        let store = from_root(&settings.storage, root.clone());
+        let store = from_root(&settings.storage, root.clone())?;
         metrics::handle();
         let writer = instance::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
         let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;

@@ -399,14 +399,7 @@ impl Binary {
     /// Waits up to `timeout` for the process to end by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < timeout, "the process did not exit within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_exit(&mut child, timeout, "by itself")
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit status.
@@ -419,12 +412,17 @@ impl Binary {
 /// Sends `signal` (`-TERM`, `-INT`) to `child` and waits up to `timeout` for its exit status.
 pub fn signal_and_wait(child: &mut Child, signal: &str, timeout: Duration) -> std::process::ExitStatus {
     Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    wait_for_exit(child, timeout, &format!("of {signal}"))
+}
+
+/// Waits up to `timeout` for `child`'s exit status; `what` says what it should exit after.
+fn wait_for_exit(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(start.elapsed() < timeout, "the process did not exit within {timeout:?} of {signal}");
+        assert!(start.elapsed() < timeout, "the process did not exit within {timeout:?} {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
