@@ -22,6 +22,7 @@
 pub mod batcher;
 pub(crate) mod cli;
 pub mod commands;
+pub mod compact;
 pub mod config;
 pub(crate) mod event;
 pub(crate) mod fsutil;
@@ -59,6 +60,8 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
         Command::Unregister(args) => commands::subscriptions::unregister(args).await,
         Command::Check(args) => commands::check::run(args).await,
         Command::Config(ConfigCommand::Check(args)) => commands::config_check::run(&layered.provenance, args),
+        Command::Compact(args) => commands::compact::run(args).await,
+        Command::Vacuum(args) => commands::compact::vacuum(args).await,
         Command::Spool(cli::SpoolCommand::Verify(args)) => commands::spool::verify(&args),
         Command::Spool(cli::SpoolCommand::Repair(args)) => commands::spool::repair(&args),
         Command::Schema(cli::SchemaCommand::Ddl { engine, location, table_format }) => {

@@ -41,6 +41,12 @@ const DELTA_COMMITS: &str = "oncehub_bridge_delta_commits_total";
 const DELTA_FILES: &str = "oncehub_bridge_delta_files_committed_total";
 const DELTA_COMMIT_SECONDS: &str = "oncehub_bridge_delta_commit_seconds";
 const DELTA_CONFLICTS: &str = "oncehub_bridge_delta_commit_conflicts_total";
+const COMPACTED: &str = "oncehub_bridge_partitions_compacted_total";
+const COMPACT_FILES_BEFORE: &str = "oncehub_bridge_compaction_files_removed_total";
+const COMPACT_FILES_AFTER: &str = "oncehub_bridge_compaction_files_added_total";
+const COMPACT_DEDUPED: &str = "oncehub_bridge_compaction_rows_deduplicated_total";
+const COMPACT_SECONDS: &str = "oncehub_bridge_compaction_seconds";
+const VACUUMED: &str = "oncehub_bridge_vacuum_files_deleted_total";
 
 /// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
 const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -120,6 +126,29 @@ fn describe() {
         DELTA_CONFLICTS,
         "Delta log versions another writer took first (the commit is retried), by table."
     );
+    describe_counter!(COMPACTED, "Partitions compacted, by table.");
+    describe_counter!(COMPACT_FILES_BEFORE, "Files replaced by compaction, by table.");
+    describe_counter!(COMPACT_FILES_AFTER, "Files written by compaction, by table.");
+    describe_counter!(
+        COMPACT_DEDUPED,
+        "Rows compaction dropped as later copies of an event id (a retry another replica stored), by table."
+    );
+    describe_histogram!(COMPACT_SECONDS, Unit::Seconds, "Time to compact one partition, by table.");
+    describe_counter!(VACUUMED, "Unreferenced files vacuum deleted, by table.");
+}
+
+/// A partition of `table` was compacted from `before` files into `after`.
+pub(crate) fn compacted(table: &'static str, before: usize, after: usize, dropped: u64, took: Duration) {
+    counter!(COMPACTED, "table" => table).increment(1);
+    counter!(COMPACT_FILES_BEFORE, "table" => table).increment(before as u64);
+    counter!(COMPACT_FILES_AFTER, "table" => table).increment(after as u64);
+    counter!(COMPACT_DEDUPED, "table" => table).increment(dropped);
+    histogram!(COMPACT_SECONDS, "table" => table).record(took.as_secs_f64());
+}
+
+/// Vacuum deleted `files` files of `table`.
+pub(crate) fn vacuumed(table: &'static str, files: usize) {
+    counter!(VACUUMED, "table" => table).increment(files as u64);
 }
 
 /// A Delta commit added `files` files to `table`.

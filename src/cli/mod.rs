@@ -44,6 +44,12 @@ pub enum Command {
     /// The table schemas, for warehouse engines.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Rewrite each partition's small files into few large ones, one row per event id (what
+    /// `serve` does by itself for days that ended more than --compact-after ago).
+    Compact(CompactArgs),
+    /// Delete files compaction removed longer ago than the retention window, and uploads no
+    /// commit references (Delta tables).
+    Vacuum(VacuumArgs),
     /// Check or repair the spool (stop `serve` first: both take the spool's lock).
     #[command(subcommand)]
     Spool(SpoolCommand),
@@ -56,6 +62,65 @@ pub struct DataDirArg {
     /// Directory for the spool and local state: the one `serve` uses (created by `serve` if missing).
     #[arg(long, env = "ONCEHUB_BRIDGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+}
+
+/// The lake a maintenance command works on: the same settings (and variables) as `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The lake: s3://bucket/prefix, gs://..., az://..., file:///abs/path or a path (S3 settings
+    /// from the AWS_* variables). Default: <data-dir>/lake.
+    #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// The lake's --table-format: `delta` (the default) or `parquet`.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = crate::lake::TableFormat::Delta)]
+    pub table_format: crate::lake::TableFormat,
+    /// Only this table (bookings, conversations, other_events, dead_letter); repeat for more.
+    /// Default: every table.
+    #[arg(long = "table", value_parser = parse_table)]
+    pub tables: Vec<crate::schema::Table>,
+    /// Only report what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Settings of `compact`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Only partitions (dt) from this date on (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub since: Option<chrono::NaiveDate>,
+    /// Only partitions up to this date, inclusive (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub until: Option<chrono::NaiveDate>,
+    /// Cut compacted files at about this size; partitions whose files are all this large are
+    /// left alone.
+    #[arg(long, env = "ONCEHUB_BRIDGE_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub target_size: NonZeroUsize,
+    /// Where sorted runs are spilled while a large partition is merged. Default: the system's
+    /// temporary directory.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TEMP_DIR")]
+    pub temp_dir: Option<PathBuf>,
+    /// Rows are sorted in memory this many bytes at a time (the compaction's memory bound).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub run_size: NonZeroUsize,
+}
+
+/// Settings of `vacuum`.
+#[derive(Debug, Clone, Args)]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Keep every file a version of the last this-long references (time travel, and commits of
+    /// files still being uploaded), e.g. 7d.
+    #[arg(long, env = "ONCEHUB_BRIDGE_VACUUM_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub vacuum_retention: Duration,
+    /// Accept a retention below 1h (a writer's upload whose commit is still to come may be deleted).
+    #[arg(long)]
+    pub allow_short_retention: bool,
 }
 
 /// `spool` subcommands.
@@ -217,6 +282,17 @@ fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
         .ok()
         .and_then(NonZeroUsize::new)
         .ok_or_else(|| "must be greater than zero".to_owned())
+}
+
+fn parse_table(text: &str) -> Result<crate::schema::Table, String> {
+    crate::schema::Table::ALL.into_iter().find(|t| t.name() == text.trim()).ok_or_else(|| {
+        let names: Vec<&str> = crate::schema::Table::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown table; one of {}", names.join(", "))
+    })
+}
+
+fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| format!("{e}; expected YYYY-MM-DD"))
 }
 
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {

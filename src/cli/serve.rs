@@ -46,6 +46,25 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_COMMIT_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub commit_interval: Duration,
 
+    /// Delta tables: compact a day's partition in the background once the day ended this long
+    /// ago (one file per ~--compact-target-size, one row per event id); later rounds take late
+    /// events in. 0 disables.
+    #[arg(long, env = "ONCEHUB_BRIDGE_COMPACT_AFTER", default_value = "1h", value_parser = parse_duration_or_zero)]
+    pub compact_after: Duration,
+
+    /// Size at which compaction cuts a file (e.g. 128MiB).
+    #[arg(long, env = "ONCEHUB_BRIDGE_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub compact_target_size: NonZeroUsize,
+
+    /// Delta tables: once a day, delete files compaction removed longer ago than this, and
+    /// uploads no commit references that are older; at least 1h. 0 disables.
+    #[arg(long, env = "ONCEHUB_BRIDGE_VACUUM_RETENTION", default_value = "7d", value_parser = parse_duration_or_zero)]
+    pub vacuum_retention: Duration,
+
+    /// How often the background compaction looks for closed partitions.
+    #[arg(long, env = "ONCEHUB_BRIDGE_MAINTENANCE_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub maintenance_interval: Duration,
+
     /// Webhook signing secrets, comma-separated (several during rotation). Default: the secret in
     /// <data-dir>/webhook-secret, generated on first start.
     #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]

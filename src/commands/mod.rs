@@ -2,6 +2,7 @@
 //! `serve` itself is `startup`.
 
 pub mod check;
+pub mod compact;
 pub mod config_check;
 pub mod samples;
 pub mod send_test;

@@ -41,6 +41,26 @@ pub enum ConfigError {
     Subscription(#[from] SubscriptionError),
     #[error("--api-base-url / ONCEHUB_API_BASE_URL: {0}")]
     ApiBaseUrl(String),
+    #[error(
+        "--vacuum-retention / ONCEHUB_BRIDGE_VACUUM_RETENTION must be at least 1h (readers of older versions and commits still to come need the files); 0 disables it"
+    )]
+    ShortRetention,
+    #[error("--maintenance-interval must be greater than zero")]
+    ZeroMaintenanceInterval,
+}
+
+/// The least vacuum retention `serve` accepts (`vacuum --allow-short-retention` goes lower).
+pub const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Background upkeep of Delta tables in `serve`.
+#[derive(Debug, Clone)]
+pub struct MaintenanceSettings {
+    /// Compact a partition once its day ended this long ago; `None`: never.
+    pub compact_after: Option<Duration>,
+    pub target_size: u64,
+    /// `None`: never vacuum.
+    pub vacuum_retention: Option<Duration>,
+    pub interval: Duration,
 }
 
 /// How to reach the OnceHub API: validated `ApiArgs`.
@@ -111,6 +131,7 @@ pub struct ServeSettings {
     /// Set with an API key and a public URL.
     pub subscription: Option<SubscriptionSettings>,
     pub tls: Option<TlsSettings>,
+    pub maintenance: MaintenanceSettings,
 }
 
 impl ServeSettings {
@@ -142,6 +163,18 @@ impl ServeSettings {
         if args.flush_interval.is_zero() || args.commit_interval.is_zero() {
             return Err(ConfigError::ZeroFlushInterval);
         }
+        if !args.vacuum_retention.is_zero() && args.vacuum_retention < MIN_VACUUM_RETENTION {
+            return Err(ConfigError::ShortRetention);
+        }
+        if args.maintenance_interval.is_zero() {
+            return Err(ConfigError::ZeroMaintenanceInterval);
+        }
+        let maintenance = MaintenanceSettings {
+            compact_after: (!args.compact_after.is_zero()).then_some(args.compact_after),
+            target_size: args.compact_target_size.get() as u64,
+            vacuum_retention: (!args.vacuum_retention.is_zero()).then_some(args.vacuum_retention),
+            interval: args.maintenance_interval,
+        };
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
         let subscription = match (ApiSettings::from_args(&args.api)?, public_url) {
             (None, Some(_)) => {
@@ -182,6 +215,7 @@ impl ServeSettings {
             workers: args.workers,
             subscription,
             tls,
+            maintenance,
             spool: SpoolOptions {
                 dir: data_dir.join("spool"),
                 max_bytes: args.spool_max_bytes.get() as u64,

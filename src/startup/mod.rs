@@ -32,6 +32,7 @@ use crate::sink::{StoreError, Uploader, from_root, open_root};
 use crate::spool::{OpenError, Spool};
 
 mod lake;
+mod maintenance;
 mod secrets;
 mod servers;
 
@@ -86,6 +87,8 @@ pub struct Application {
     batcher: JoinHandle<Result<BatcherReport, BatcherError>>,
     abort: CancellationToken,
     shutdown_timeout: Duration,
+    /// The background compaction and vacuum, with the token that stops it.
+    upkeep: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Application {
@@ -110,6 +113,9 @@ impl Application {
         let uploads = Uploader::new(store.clone());
         let catalog = Arc::new(Catalog::load()?);
         let lake = lake::open(&settings, &root, &writer, catalog.clone()).await?;
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = maintenance::spawn(&settings, &root, store.clone(), &writer, catalog.clone(), upkeep_stop.clone())
+            .map(|task| (upkeep_stop, task));
         let batcher = Batcher::new(
             catalog,
             settings.flush,
@@ -151,6 +157,7 @@ impl Application {
             batcher,
             abort,
             shutdown_timeout: settings.shutdown_timeout,
+            upkeep,
         })
     }
 
@@ -189,6 +196,9 @@ impl Application {
         };
         tracing::info!("shutting down: refusing new deliveries, flushing pending files");
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        if let Some((stop, _)) = &self.upkeep {
+            stop.cancel();
+        }
         // The server future is polled here, so it must run alongside the stop request it answers.
         let stopped = handle.stop(true);
         if server_done {
@@ -219,6 +229,13 @@ impl Application {
                 return Err(StartupError::Deadline(self.shutdown_timeout));
             }
         };
+        if let Some((_, task)) = self.upkeep
+            && tokio::time::timeout_at(deadline, task).await.is_err()
+        {
+            tracing::warn!(
+                "the background compaction did not stop before the deadline; its commit decides the partition"
+            );
+        }
         if let Some((handle, task)) = admin {
             handle.stop(false).await;
             let _ = task.await;

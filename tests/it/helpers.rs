@@ -117,6 +117,12 @@ pub fn settings(dir: &Path) -> ServeSettings {
         body_timeout: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(30),
         workers: std::num::NonZeroUsize::new(2),
+        maintenance: oncehub_bridge::config::MaintenanceSettings {
+            compact_after: None,
+            target_size: 128 << 20,
+            vacuum_retention: None,
+            interval: Duration::from_secs(600),
+        },
         spool: SpoolOptions {
             dir: dir.join("data/spool"),
             max_bytes: 1 << 30,

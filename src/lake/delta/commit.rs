@@ -179,7 +179,7 @@ impl DeltaLake {
 
     /// Writes a checkpoint of `snapshot` (and `_last_checkpoint`); a failure is only logged, the
     /// next interval tries again.
-    fn checkpoint(&self, table: Table, snapshot: &SnapshotRef) -> bool {
+    pub(super) fn checkpoint(&self, table: Table, snapshot: &SnapshotRef) -> bool {
         let started = Instant::now();
         match snapshot.checkpoint(self.engine.as_ref(), None) {
             Ok(_) => {
@@ -214,6 +214,6 @@ enum Attempt {
 }
 
 /// Days since 1970-01-01, Delta's DATE.
-fn days(dt: chrono::NaiveDate) -> i32 {
+pub(super) fn days(dt: chrono::NaiveDate) -> i32 {
     (dt - chrono::NaiveDate::default()).num_days() as i32
 }

@@ -10,15 +10,20 @@
 //!   log entry's PUT may have gone through) is settled by reading the marker back.
 //! - `reconcile`: after a restart, which of the files a crash left uncertain are in the table.
 //! - `verify`: each commit is read back, for stores whose create-only PUT is not atomic.
+//! - `optimize`: compaction's commit, `remove` of a partition's files and `add` of their
+//!   replacement in one log entry.
+//! - `vacuum`: deleting files no version within the retention window references.
 //!
 //! Every function here blocks (the kernel's API is synchronous; its engine runs its I/O on our
 //! tokio runtime): call them from `spawn_blocking`.
 
 mod commit;
+mod optimize;
 mod reconcile;
 mod table;
 #[cfg(test)]
 pub(crate) mod tests;
+mod vacuum;
 mod verify;
 
 use std::collections::HashMap;
@@ -34,6 +39,8 @@ use crate::schema::{Catalog, Table};
 use crate::sink::{StatsSpec, StoreRoot, WriterId};
 
 pub use commit::CommitReport;
+pub use optimize::{LiveFile, NewFile, Replaced};
+pub use vacuum::VacuumReport;
 
 /// What commits and reads of the Delta log name themselves in `commitInfo.engineInfo`.
 pub(crate) const ENGINE_INFO: &str = concat!("oncehub-bridge/", env!("CARGO_PKG_VERSION"));

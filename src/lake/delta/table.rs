@@ -137,7 +137,7 @@ impl DeltaLake {
 }
 
 /// The statistics columns and physical schema of the table's write state.
-fn stats_spec(table: Table, snapshot: &SnapshotRef, engine: &super::Engine) -> Result<StatsSpec, LakeError> {
+pub(super) fn stats_spec(table: Table, snapshot: &SnapshotRef, engine: &super::Engine) -> Result<StatsSpec, LakeError> {
     let txn = snapshot
         .clone()
         .update_table(UpdateTableOperation::Write, ENGINE_INFO, true)

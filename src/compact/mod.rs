@@ -1,0 +1,401 @@
+//! Compaction: a partition's many small files become a few large ones, with one row per event id.
+//!
+//! For each partition (`dt`) with more than one file and a file below the target size: read every
+//! file (row group by row group), sort the rows by `event_time` and keep the earliest received
+//! copy of each event id (`merge`: an external sort, so memory holds one run, not a partition),
+//! re-encode into files of about the target size streamed to the store (`output`), then replace
+//! the inputs by the outputs:
+//!
+//! - Delta tables: `remove` + `add` in one commit (`lake::delta::optimize`), `dataChange=false`
+//!   when no row was dropped; a conflicting writer makes it retry on the new version, another
+//!   compaction that removed an input first makes it give up (its outputs are deleted).
+//! - The plain layout (`plain`): outputs are written first, then the inputs deleted; a glob reader
+//!   listing the partition between the two sees both.
+//!
+//! Every function here blocks (store reads run on the runtime `handle`): call from
+//! `spawn_blocking`.
+
+mod adapt;
+mod merge;
+mod output;
+mod plain;
+mod source;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_schema::{Schema, SchemaRef};
+use chrono::NaiveDate;
+use delta_kernel::engine::arrow_conversion::TryFromKernel;
+use futures_util::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::lake::delta::{NewFile, Replaced};
+use crate::lake::{DeltaLake, LakeError};
+use crate::schema::{Catalog, Table};
+use crate::sink::StatsSpec;
+
+/// The default size of a compacted file.
+pub const DEFAULT_TARGET_SIZE: u64 = 128 << 20;
+
+/// Rows are sorted in memory in runs of about this many bytes before spilling to disk.
+pub const DEFAULT_RUN_BYTES: usize = 64 << 20;
+
+/// Rows per batch read from an input file.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// Compaction failed; the table is unchanged (or, for an error from the commit itself, changed
+/// or not: a retry finds out).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error("reading or encoding rows: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("temporary run file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Stats(#[from] crate::sink::stats::StatsError),
+    #[error("stopped: the service is shutting down")]
+    Cancelled,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Which partitions to compact, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Compacted files are cut at about this size; files at least this large are "large".
+    pub target_size: u64,
+    pub since: Option<NaiveDate>,
+    pub until: Option<NaiveDate>,
+    /// Only partitions before this date (the closed ones, for `serve`).
+    pub before: Option<NaiveDate>,
+    pub dry_run: bool,
+    /// Where sorted runs are spilled.
+    pub temp_dir: PathBuf,
+    pub run_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            target_size: DEFAULT_TARGET_SIZE,
+            since: None,
+            until: None,
+            before: None,
+            dry_run: false,
+            temp_dir: std::env::temp_dir(),
+            run_bytes: DEFAULT_RUN_BYTES,
+        }
+    }
+}
+
+/// How the lake keeps its tables.
+#[derive(Clone)]
+pub enum Layout {
+    Delta(Arc<DeltaLake>),
+    Plain,
+}
+
+/// One input file.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The store key, relative to the storage URL.
+    pub key: String,
+    /// Relative to the table's directory, as the Delta log names it.
+    pub path: String,
+    pub size: u64,
+    pub rows: Option<u64>,
+}
+
+/// A partition to compact.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub table: Table,
+    pub dt: NaiveDate,
+    pub inputs: Vec<Input>,
+}
+
+impl Partition {
+    pub fn bytes(&self) -> u64 {
+        self.inputs.iter().map(|i| i.size).sum()
+    }
+}
+
+/// What happened to a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Replaced; the Delta table version of the commit.
+    Compacted { table_version: Option<u64> },
+    /// `--dry-run`: what would be compacted.
+    Planned,
+    /// Another compaction removed an input first: nothing changed.
+    Lost { missing: usize },
+}
+
+/// One partition's compaction, for the summary line and the metrics.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub table: Table,
+    pub dt: NaiveDate,
+    pub files_before: usize,
+    pub bytes_before: u64,
+    pub rows_before: u64,
+    pub files_after: usize,
+    pub bytes_after: u64,
+    pub rows_after: u64,
+    /// Later copies of an event id already kept.
+    pub dropped: u64,
+    pub spilled_runs: usize,
+    pub elapsed: Duration,
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+        let what = match &self.outcome {
+            Outcome::Compacted { table_version: Some(v) } => format!("compacted (version {v})"),
+            Outcome::Compacted { table_version: None } => "compacted".to_owned(),
+            Outcome::Planned => "would compact".to_owned(),
+            Outcome::Lost { missing } => format!("left alone: another compaction removed {missing} of its files first"),
+        };
+        write!(
+            f,
+            "{} dt={} {what}: {} files ({}) -> {} ({}), {} rows -> {} ({} duplicates dropped) in {:.1}s",
+            self.table.name(),
+            self.dt,
+            self.files_before,
+            size(self.bytes_before),
+            self.files_after,
+            size(self.bytes_after),
+            self.rows_before,
+            self.rows_after,
+            self.dropped,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Compacts the partitions of one lake.
+pub struct Compactor {
+    layout: Layout,
+    /// Keys relative to the storage URL.
+    store: Arc<dyn ObjectStore>,
+    catalog: Arc<Catalog>,
+    options: Options,
+    runtime: Handle,
+    /// Checked between batches: a compaction stops (its outputs deleted) once it is cancelled.
+    cancel: CancellationToken,
+}
+
+impl Compactor {
+    pub fn new(
+        layout: Layout,
+        store: Arc<dyn ObjectStore>,
+        catalog: Arc<Catalog>,
+        options: Options,
+        runtime: Handle,
+    ) -> Compactor {
+        Compactor { layout, store, catalog, options, runtime, cancel: CancellationToken::new() }
+    }
+
+    /// Stops a compaction in progress when `cancel` fires.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Compactor {
+        self.cancel = cancel;
+        self
+    }
+
+    fn check(&self) -> Result<(), CompactError> {
+        if self.cancel.is_cancelled() { Err(CompactError::Cancelled) } else { Ok(()) }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The partitions of `table` worth compacting, oldest first.
+    pub fn plan(&self, table: Table) -> Result<Vec<Partition>, CompactError> {
+        let partitions = match &self.layout {
+            Layout::Delta(lake) => {
+                if lake.open_existing(table)?.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut by_dt: BTreeMap<NaiveDate, Vec<Input>> = BTreeMap::new();
+                let mut untouchable = HashSet::new();
+                for file in lake.live_files(table)? {
+                    let Some(dt) = file.dt else { continue };
+                    if file.has_deletion_vector {
+                        untouchable.insert(dt);
+                    }
+                    let decoded = Path::from_url_path(&file.path).map(|p| p.to_string()).unwrap_or(file.path.clone());
+                    let key = format!("{}/{decoded}", table.name());
+                    by_dt.entry(dt).or_default().push(Input { key, path: file.path, size: file.size, rows: file.rows });
+                }
+                by_dt.retain(|dt, _| !untouchable.contains(dt));
+                by_dt
+            }
+            Layout::Plain => plain::partitions(&self.runtime, self.store.as_ref(), table)?,
+        };
+        let o = &self.options;
+        Ok(partitions
+            .into_iter()
+            .filter(|(dt, _)| o.since.is_none_or(|s| *dt >= s) && o.until.is_none_or(|u| *dt <= u))
+            .filter(|(dt, _)| o.before.is_none_or(|b| *dt < b))
+            .filter(|(_, inputs)| inputs.len() > 1 && inputs.iter().any(|i| i.size < o.target_size))
+            .map(|(dt, inputs)| Partition { table, dt, inputs })
+            .collect())
+    }
+
+    /// Compacts one partition; `progress` is told the bytes of each input once it is read.
+    pub fn compact(&self, partition: &Partition, progress: &dyn Fn(u64)) -> Result<Report, CompactError> {
+        let started = Instant::now();
+        let table = partition.table;
+        let mut report = Report {
+            table,
+            dt: partition.dt,
+            files_before: partition.inputs.len(),
+            bytes_before: partition.bytes(),
+            rows_before: partition.inputs.iter().filter_map(|i| i.rows).sum(),
+            files_after: partition.bytes().div_ceil(self.options.target_size).max(1) as usize,
+            bytes_after: 0,
+            rows_after: 0,
+            dropped: 0,
+            spilled_runs: 0,
+            elapsed: Duration::ZERO,
+            outcome: Outcome::Planned,
+        };
+        if self.options.dry_run {
+            progress(report.bytes_before);
+            return Ok(report);
+        }
+        let (schema, stats) = self.schema(table)?;
+        let spill = tempfile::Builder::new().prefix("oncehub-bridge-compact-").tempdir_in(&self.options.temp_dir)?;
+        let mut merger = merge::Merger::new(schema.clone(), spill.path(), self.options.run_bytes)?;
+        for input in &partition.inputs {
+            self.read_into(input, &schema, &mut merger)?;
+            progress(input.size);
+        }
+        report.rows_before = merger.rows_in();
+        report.spilled_runs = merger.spilled_runs();
+        let mut merged = merger.finish()?;
+        let dir = format!("{}/dt={}", table.name(), partition.dt);
+        let mut output = output::Output::new(
+            self.runtime.clone(),
+            self.store.clone(),
+            dir,
+            merged.schema().clone(),
+            stats,
+            self.options.target_size,
+        );
+        let written = match merged.by_ref().try_for_each(|batch| {
+            self.check()?;
+            output.write(&batch?)
+        }) {
+            Ok(()) => {
+                let keys = output.keys();
+                output.finish().inspect_err(|_| self.discard(&keys))?
+            }
+            Err(e) => {
+                self.discard(&output.keys());
+                return Err(e);
+            }
+        };
+        drop(spill);
+        report.dropped = merged.dropped();
+        report.files_after = written.len();
+        report.bytes_after = written.iter().map(|w| w.size).sum();
+        report.rows_after = written.iter().map(|w| w.rows).sum();
+        crate::lake::crash_point("compact-before-commit");
+        report.outcome = match &self.layout {
+            Layout::Delta(lake) => {
+                let inputs: HashSet<String> = partition.inputs.iter().map(|i| i.path.clone()).collect();
+                let outputs = written
+                    .iter()
+                    .map(|w| {
+                        let stats = w
+                            .stats
+                            .clone()
+                            .ok_or_else(|| CompactError::Other(format!("{} has no statistics", w.key)))?;
+                        Ok(NewFile {
+                            path: format!("dt={}/{}", partition.dt, w.name),
+                            dt: partition.dt,
+                            size: w.size,
+                            stats,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CompactError>>()?;
+                match lake.replace(table, &inputs, &outputs, report.dropped > 0)? {
+                    Replaced::Committed { table_version, .. } => {
+                        Outcome::Compacted { table_version: Some(table_version) }
+                    }
+                    Replaced::Gone { missing } => {
+                        self.discard(&written.iter().map(|w| w.key.clone()).collect::<Vec<_>>());
+                        Outcome::Lost { missing }
+                    }
+                }
+            }
+            Layout::Plain => {
+                crate::lake::crash_point("compact-before-delete");
+                plain::delete(&self.runtime, self.store.as_ref(), &partition.inputs)?;
+                Outcome::Compacted { table_version: None }
+            }
+        };
+        report.elapsed = started.elapsed();
+        if let Outcome::Compacted { .. } = report.outcome {
+            crate::metrics::compacted(
+                table.name(),
+                report.files_before,
+                report.files_after,
+                report.dropped,
+                report.elapsed,
+            );
+        }
+        Ok(report)
+    }
+
+    /// The schema compacted files are written with, and the Delta statistics they need.
+    fn schema(&self, table: Table) -> Result<(SchemaRef, Option<Arc<StatsSpec>>), CompactError> {
+        match &self.layout {
+            Layout::Delta(lake) => {
+                let stats = lake
+                    .open_existing(table)?
+                    .ok_or_else(|| CompactError::Other(format!("table {} does not exist", table.name())))?;
+                let schema = Schema::try_from_kernel(stats.physical.as_ref())?;
+                Ok((Arc::new(schema), Some(stats)))
+            }
+            Layout::Plain => Ok((self.catalog.table(table).arrow.clone(), None)),
+        }
+    }
+
+    fn read_into(&self, input: &Input, schema: &SchemaRef, merger: &mut merge::Merger) -> Result<(), CompactError> {
+        let reader = source::StoreReader::new(self.store.clone(), Path::from(input.key.as_str()), input.size);
+        let builder = self.runtime.block_on(ParquetRecordBatchStreamBuilder::new(reader))?;
+        let mut stream = builder.with_batch_size(READ_BATCH_ROWS).build()?;
+        while let Some(batch) = self.runtime.block_on(stream.next()) {
+            self.check()?;
+            merger.push(adapt::to_schema(&batch?, schema)?)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes compacted files no commit will reference; a failure leaves them to `vacuum`.
+    fn discard(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.runtime.block_on(self.store.delete(&Path::from(key.as_str()))) {
+                tracing::warn!(key = %key, error = %e, "cannot delete an uncommitted compacted file; vacuum removes it later");
+            }
+        }
+    }
+}
