@@ -2,6 +2,7 @@
 and prints, per table, what the tests check, as JSON:
 
   {"<table>": {"version", "rows", "ids" (sorted event ids), "files", "distinct_files",
+               "files_per_dt" ({dt: files}),
                "partition_columns", "schema" ({column: arrow type}), "txn" ({app id: version}),
                "commits"}}
 
@@ -9,8 +10,10 @@ Usage: delta_read.py <lake root URL or path> <table,table,...> [app id,app id,..
 With DELTA_S3_ENDPOINT set (http://127.0.0.1:P), s3:// roots use it with DELTA_S3_KEY_ID and
 DELTA_S3_SECRET.
 """
+import collections
 import json
 import os
+import re
 import sys
 
 from deltalake import DeltaTable
@@ -37,6 +40,7 @@ for table in tables:
         "ids": sorted(i for i in data.column("event_id").to_pylist() if i is not None),
         "files": len(files),
         "distinct_files": len(set(files)),
+        "files_per_dt": collections.Counter(re.search(r"dt=([0-9-]+)/", f).group(1) for f in files),
         "partition_columns": dt.metadata().partition_columns,
         "schema": {f.name: str(f.type) for f in data.schema},
         "txn": {app: dt.transaction_version(app) for app in apps},

@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod compact;
 mod config;
 mod delta;
 mod deploy;
