@@ -207,3 +207,192 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One replica's lake of `days` past days in small files; stopped cleanly. The ids acknowledged.
+async fn one_replica_lake(
+    data: &Path,
+    lake: &str,
+    extra: &[&str],
+    deliveries: &[(String, Vec<u8>)],
+) -> BTreeSet<String> {
+    let mut args = vec!["--flush-max-rows", "3"];
+    args.extend_from_slice(extra);
+    let mut a = serve(data, lake, &args);
+    let acked = post_all(&a.url(), deliveries).await;
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert_eq!(acked.len(), deliveries.len());
+    acked
+}
+
+fn files_named(dir: &Path, part: &str) -> usize {
+    walk(dir).iter().filter(|p| p.to_string_lossy().contains(part)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_killed_before_its_commit_changes_nothing_and_vacuum_keeps_the_retention_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let lake = lake_dir.display().to_string();
+    let acked = one_replica_lake(&dir.path().join("a"), &lake, &[], &past_deliveries("kx", &[2, 3], 3)).await;
+    let before = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    let files_before = total_files(&before);
+
+    // SIGKILL once the first partition's compacted file is in the store, before its commit.
+    let killed =
+        bridge(&["compact", "--storage-url", &lake], &[("ONCEHUB_BRIDGE_TEST_CRASH_AT", "compact-before-commit")]);
+    assert!(!killed.status.success(), "the compaction was killed");
+    let unchanged = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    for t in EVENT_TABLES {
+        assert_eq!(unchanged[t]["version"], before[t]["version"], "{t}: no commit");
+        assert_eq!(unchanged[t]["files"], before[t]["files"], "{t}");
+    }
+    assert_eq!(id_counts(&unchanged), id_counts(&before));
+    assert_eq!(files_named(&lake_dir, "part-compacted-"), 1, "the killed run left its file, uncommitted");
+
+    let out = bridge(&["compact", "--storage-url", &lake], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    assert_eq!(id_counts(&after).keys().cloned().collect::<BTreeSet<_>>(), acked);
+    assert!(id_counts(&after).values().all(|n| *n == 1));
+    assert_eq!(total_files(&after), 4, "one file per table and day");
+    let on_disk = |dir: &Path| {
+        walk(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.to_string_lossy().contains("_delta_log"))
+            .count()
+    };
+    let data_files = on_disk(&lake_dir);
+
+    // Inside the window (1h) nothing is deleted: the removed files and the orphan are recent.
+    let kept = bridge(&["vacuum", "--storage-url", &lake], &[]);
+    assert!(kept.status.success(), "{}", String::from_utf8_lossy(&kept.stderr));
+    assert!(stdout(&kept).contains("bookings: 0 files"), "{}", stdout(&kept));
+    assert_eq!(on_disk(&lake_dir), data_files);
+    // A short window needs saying so.
+    let refused = bridge(&["vacuum", "--storage-url", &lake, "--vacuum-retention", "1s"], &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-short-retention"));
+
+    // Past the window: every removed file and the orphan go, the live ones stay.
+    std::thread::sleep(Duration::from_secs(2));
+    let dry = bridge(
+        &["vacuum", "--storage-url", &lake, "--vacuum-retention", "1s", "--allow-short-retention", "--dry-run"],
+        &[],
+    );
+    assert!(stdout(&dry).contains("would be deleted"), "{}", stdout(&dry));
+    assert_eq!(on_disk(&lake_dir), data_files, "a dry run deletes nothing");
+    let swept = bridge(&["vacuum", "--storage-url", &lake, "--vacuum-retention", "1s", "--allow-short-retention"], &[]);
+    assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+    assert_eq!(on_disk(&lake_dir), 4, "only the four live files are left:\n{}", stdout(&swept));
+    assert_eq!(data_files - 4, files_before as usize + 1, "vacuum deleted every removed file and the orphan");
+    let read = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    assert_eq!(id_counts(&read), id_counts(&after), "the table reads the same");
+    for t in EVENT_TABLES {
+        let d = duck(&format!("SELECT count(*) FROM delta_scan('{lake}/{t}')"));
+        assert_eq!(d.rows[0][0].as_i64(), read[t]["rows"].as_i64(), "{t}: DuckDB reads it after the vacuum");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactions_racing_live_commits_and_each_other_lose_no_row_and_double_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let first = one_replica_lake(&dir.path().join("a"), &lake, &[], &past_deliveries("rx", &[2, 3], 3)).await;
+    // The replica runs again and takes late events into the same closed days while two
+    // compactions of those days run at once.
+    let mut a = serve(&dir.path().join("a"), &lake, &["--flush-max-rows", "2"]);
+    let late = past_deliveries("late", &[2, 3], 2);
+    let url = a.url();
+    let posting = tokio::spawn(async move { post_all(&url, &late).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run = |n: u8| {
+        let lake = lake.clone();
+        std::thread::spawn(move || (n, bridge(&["compact", "--storage-url", &lake], &[])))
+    };
+    let (one, two) = (run(1), run(2));
+    let outs = [one.join().unwrap(), two.join().unwrap()];
+    let late_acked = posting.await.unwrap();
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    let mut lines = String::new();
+    for (n, out) in &outs {
+        assert!(out.status.success(), "compaction {n}: {}\n{}", stdout(out), String::from_utf8_lossy(&out.stderr));
+        lines.push_str(&stdout(out));
+    }
+    eprintln!("{lines}");
+    assert!(lines.contains(" compacted (version "), "{lines}");
+
+    let read = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    let counts = id_counts(&read);
+    let expected: BTreeSet<String> = first.union(&late_acked).cloned().collect();
+    assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), expected, "every acknowledged event is there");
+    assert!(counts.values().all(|n| *n == 1), "no row twice");
+    for t in EVENT_TABLES {
+        assert_eq!(read[t]["files"], read[t]["distinct_files"], "{t}");
+    }
+    // The late files are compacted on the next run.
+    let out = bridge(&["compact", "--storage-url", &lake], &[]);
+    assert!(out.status.success());
+    let read = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+    assert_eq!(total_files(&read), 4);
+    assert_eq!(id_counts(&read).len(), expected.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_compacts_closed_days_by_itself_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let args = ["--flush-max-rows", "3", "--compact-after", "1s", "--maintenance-interval", "1s"];
+    let mut a = serve(&dir.path().join("a"), &lake, &args);
+    let acked = post_all(&a.url(), &past_deliveries("ax", &[3], 2)).await;
+    let mut compacted = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let read = delta_read(&lake, &EVENT_TABLES, &[], &[]);
+        if EVENT_TABLES.iter().all(|t| read[*t]["files"] == 1) && id_counts(&read).len() == acked.len() {
+            compacted = true;
+            break;
+        }
+    }
+    assert!(compacted, "the closed day became one file per table");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", a.port)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("oncehub_bridge_partitions_compacted_total{table=\"bookings\"} ")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("oncehub_bridge_compaction_files_removed_total"));
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    assert!(a.stderr().contains("compacted (version"), "the compaction is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plain_layout_is_compacted_by_writing_first_and_deleting_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let lake = lake_dir.display().to_string();
+    let acked = one_replica_lake(
+        &dir.path().join("a"),
+        &lake,
+        &["--table-format", "parquet"],
+        &past_deliveries("px", &[2, 3], 2),
+    )
+    .await;
+    let glob = |t: &str| format!("{lake}/{t}/dt=*/*.parquet");
+    let before: i64 = EVENT_TABLES
+        .iter()
+        .map(|t| duck(&format!("SELECT count(*) FROM read_parquet('{}')", glob(t))).rows[0][0].as_i64().unwrap())
+        .sum();
+    assert_eq!(before as usize, acked.len());
+    let out = bridge(&["compact", "--storage-url", &lake, "--table-format", "parquet"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = stdout(&out);
+    assert_eq!(lines.lines().filter(|l| l.contains(" dt=") && l.contains(" compacted: ")).count(), 4, "{lines}");
+    for t in EVENT_TABLES {
+        let d = duck(&format!(
+            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT filename) FROM read_parquet('{}', filename = true) WHERE NOT filename LIKE '%part-empty-%'",
+            glob(t)
+        ));
+        assert_eq!(d.rows[0][0], d.rows[0][1], "{t}: one row per event id");
+        assert_eq!(d.rows[0][2].as_i64(), Some(2), "{t}: one file per day");
+    }
+    assert!(lake_dir.join("bookings/dt=1970-01-01").is_dir(), "the zero-row file that keeps globs working stays");
+}
