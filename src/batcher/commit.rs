@@ -58,10 +58,36 @@ impl Batcher {
                 l.committed_names(table, &writer)
             })
             .await?;
-            let (committed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.intents).into_iter().partition(|i| {
-                i.partition.starts_with(&prefix)
-                    && names.contains(&ObjectKey::file_name(&self.writer, Seq(i.first), Seq(i.last)))
-            });
+            let name = |i: &crate::spool::FlushIntent| ObjectKey::file_name(&self.writer, Seq(i.first), Seq(i.last));
+            let (mut committed, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.intents)
+                .into_iter()
+                .partition(|i| i.partition.starts_with(&prefix) && names.contains(&name(i)));
+            // Not in the table, yet maybe committed by this app and compacted away since: a file
+            // whose records end below this app's last version. The log says which.
+            let app_version = lake.app_version(table).unwrap_or(-1);
+            let unsure: Vec<_> =
+                open.iter().filter(|i| i.partition.starts_with(&prefix) && i.last as i64 <= app_version).collect();
+            let open = if unsure.is_empty() {
+                open
+            } else {
+                let from = unsure.iter().map(|i| i.last as i64).min().unwrap_or(0);
+                let wanted: std::collections::HashSet<String> = unsure.iter().map(|i| name(i)).collect();
+                let replaced = lake_call((&lake, &self.uploader), &self.abort, "read the delta log", move |l| {
+                    l.added_since(table, &wanted, from)
+                })
+                .await?;
+                let (gone, open): (Vec<_>, Vec<_>) =
+                    open.into_iter().partition(|i| i.partition.starts_with(&prefix) && replaced.contains(&name(i)));
+                if !gone.is_empty() {
+                    tracing::info!(
+                        table = table.name(),
+                        files = gone.len(),
+                        "files the spool had not acknowledged were committed and compacted since; their records are skipped"
+                    );
+                }
+                committed.extend(gone);
+                open
+            };
             if !committed.is_empty() {
                 tracing::info!(
                     table = table.name(),

@@ -177,10 +177,19 @@ async fn delta_tables_on_s3_read_back_with_both_readers() {
 }
 
 /// SIGKILL at `point` (through the test hook) on the first run, a clean run after it: every
-/// acknowledged event is in the tables exactly once, and no file is referenced twice.
-async fn sigkill_at(point: &str) -> String {
+/// acknowledged event is in the tables exactly once, and no file is referenced twice. With
+/// `compact`, the lake holds files of the same days before, and `compact` runs while the
+/// service is down (so a committed file the spool still lists may be gone from the table).
+async fn sigkill_at(point: &str, compact: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let lake = data.join("lake").display().to_string();
+    let earlier = deliveries(&["before-a".into()]);
+    if compact {
+        let mut bin = serve_local(&data, &["--flush-max-rows", "5"], &[]);
+        assert_eq!(post_all(&bin.url(), &earlier).await.len(), earlier.len());
+        assert!(bin.terminate(Duration::from_secs(30)).success());
+    }
     let crash = [("ONCEHUB_BRIDGE_TEST_CRASH_AT", point.to_owned())];
     let mut bin = serve_local(&data, &["--flush-max-rows", "9", "--flush-interval", "1h"], &crash);
     let sent = deliveries(&["crash-a".into(), "crash-b".into()]);
@@ -188,6 +197,14 @@ async fn sigkill_at(point: &str) -> String {
     assert!(acked.len() >= 9, "the first file was cut before the crash: {}", acked.len());
     let status = bin.wait_exit(Duration::from_secs(30));
     assert!(!status.success(), "killed at {point}: {status:?}");
+    if compact {
+        let out = Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+            .args(["compact", "--storage-url", &lake])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(" compacted (version "));
+    }
 
     let mut bin = serve_local(&data, &[], &[]);
     // Deliveries refused during the crash are sent again, as OnceHub retries them.
@@ -195,9 +212,15 @@ async fn sigkill_at(point: &str) -> String {
     assert_eq!(retried.len(), sent.len(), "every delivery answered 200 (or duplicate) after the restart");
     assert!(bin.terminate(Duration::from_secs(30)).success());
 
-    let read = delta_read(&data.join("lake").display().to_string(), &TABLES, &[app_id(&data)], &[]);
+    let read = delta_read(&lake, &TABLES, &[app_id(&data)], &[]);
     let ids = ids_once(&read);
-    let all: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let all: Vec<String> = sent
+        .iter()
+        .chain(if compact { earlier.iter() } else { [].iter() })
+        .map(|(id, _)| id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     assert_eq!(ids, all, "every event exactly once after a SIGKILL at {point}");
     assert!(acked.iter().all(|id| ids.binary_search(id).is_ok()));
     bin.stderr()
@@ -205,14 +228,22 @@ async fn sigkill_at(point: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_between_upload_and_commit_commits_the_file_once_after_restart() {
-    let log = sigkill_at("after-upload").await;
+    let log = sigkill_at("after-upload", false).await;
     assert!(log.contains(r#""existed":true"#), "the replay found the uploaded file: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_between_commit_and_checkpoint_adds_nothing_twice() {
-    let log = sigkill_at("after-commit").await;
+    let log = sigkill_at("after-commit", false).await;
     assert!(log.contains("are in the delta table already"), "the restart found the committed files: {log}");
+}
+
+/// The committed file the spool still lists was compacted into another while the service was
+/// down: it is not in the table any more, and must not come back (its rows are in the new file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_committed_before_a_sigkill_and_compacted_before_the_restart_is_not_added_again() {
+    let log = sigkill_at("after-commit", true).await;
+    assert!(log.contains("were committed and compacted since"), "the restart read the log for it: {log}");
 }
 
 /// Two replicas on one lake. Local files, whose create-only write (a hard link) is atomic, as on

@@ -1,8 +1,14 @@
 //! After a restart: which of the files the spool says may not be committed are in fact in the
 //! table. A crash between a commit and the spool checkpoint leaves files committed that the
-//! spool still lists; re-adding them would double their rows.
+//! spool still lists; re-adding them would double their rows. Such a file may even be gone from
+//! the table since, replaced by a compaction (another replica's, or `compact` run while this one
+//! was down): the log entries of this app's recent commits are read for it then, since
+//! re-adding it would resurrect rows the compacted file already holds.
 
 use std::collections::HashSet;
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
 
 use super::{DeltaLake, LakeError};
 use crate::schema::Table;
@@ -36,6 +42,48 @@ impl DeltaLake {
             );
         }
         Ok(names)
+    }
+
+    /// Of `names` (file names of this app's files), those a commit of this app with a `txn`
+    /// version of at least `from` added, whether or not the table still holds them. Reads log
+    /// entries from the newest back to this app's last commit below `from` (a commit of a file
+    /// whose records end at sequence `s` carries a version of at least `s`).
+    pub fn added_since(&self, table: Table, names: &HashSet<String>, from: i64) -> Result<HashSet<String>, LakeError> {
+        let mut found = HashSet::new();
+        let Some(snapshot) = self.state().get(&table).map(|s| s.snapshot.clone()) else { return Ok(found) };
+        let url = self.table_url(table)?;
+        let runtime = tokio::runtime::Handle::current();
+        let mut version = snapshot.version();
+        let mut read = 0;
+        loop {
+            let path = Path::from_url_path(format!("{}_delta_log/{version:020}.json", url.path()))
+                .map_err(|e| LakeError::Other { table: table.name(), message: format!("log entry path: {e}") })?;
+            let bytes = match runtime.block_on(async { self.store.get(&path).await?.bytes().await }) {
+                Ok(bytes) => bytes,
+                // Cleaned up by another engine's log retention: nothing older can be read.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => {
+                    return Err(LakeError::Kernel {
+                        table: table.name(),
+                        source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
+                    });
+                }
+            };
+            read += 1;
+            let entry = super::verify::Entry::parse(&bytes, &self.app_id);
+            found.extend(entry.added.into_iter().filter(|name| names.contains(name)));
+            if entry.txn.is_some_and(|v| v < from) || version == 0 || found.len() == names.len() {
+                break;
+            }
+            version -= 1;
+        }
+        tracing::debug!(
+            table = table.name(),
+            entries = read,
+            found = found.len(),
+            "read log entries for files compacted since"
+        );
+        Ok(found)
     }
 
     /// This app's last `txn` version in the table, as of the last read.

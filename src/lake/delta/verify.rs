@@ -27,10 +27,31 @@ impl DeltaLake {
 
 /// The newline-delimited actions of a log entry hold `txn {appId, version}`.
 fn carries_txn(entry: &[u8], app_id: &str, version: i64) -> bool {
-    entry
-        .split(|b| *b == b'\n')
-        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .any(|a| a["txn"]["appId"].as_str() == Some(app_id) && a["txn"]["version"].as_i64() == Some(version))
+    Entry::parse(entry, app_id).txn == Some(version)
+}
+
+/// What a log entry says of one app.
+#[derive(Debug, Default)]
+pub(super) struct Entry {
+    /// The app's `txn` version in the entry.
+    pub(super) txn: Option<i64>,
+    /// The file names (last path segment) of its `add` actions.
+    pub(super) added: Vec<String>,
+}
+
+impl Entry {
+    pub(super) fn parse(entry: &[u8], app_id: &str) -> Entry {
+        let mut parsed = Entry::default();
+        for action in entry.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok()) {
+            if action["txn"]["appId"].as_str() == Some(app_id) {
+                parsed.txn = action["txn"]["version"].as_i64();
+            }
+            if let Some(path) = action["add"]["path"].as_str() {
+                parsed.added.extend(path.rsplit('/').next().map(str::to_owned));
+            }
+        }
+        parsed
+    }
 }
 
 #[cfg(test)]
@@ -44,5 +65,13 @@ mod tests {
         assert!(!carries_txn(entry, "oncehub-bridge-a", 8));
         assert!(!carries_txn(entry, "oncehub-bridge-b", 7));
         assert!(!carries_txn(b"not json", "oncehub-bridge-a", 7));
+    }
+
+    #[test]
+    fn an_entry_names_the_files_it_added() {
+        let entry = b"{\"add\":{\"path\":\"dt=2026-01-01/part-w-1-9.parquet\"}}\n{\"remove\":{\"path\":\"dt=2026-01-01/part-x.parquet\"}}\n";
+        let parsed = super::Entry::parse(entry, "oncehub-bridge-a");
+        assert_eq!(parsed.added, ["part-w-1-9.parquet"]);
+        assert_eq!(parsed.txn, None);
     }
 }
