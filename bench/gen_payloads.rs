@@ -4,6 +4,8 @@
 //! `cargo run --release --example gen-payloads -- COUNT SECRET OUT [TAG]`
 //!
 //! Signatures carry one fixed timestamp, so run the receiver with `--signature-tolerance 0`.
+//! `GEN_TIME` (RFC 3339) sets the events' creation time (so their `dt` partition) instead of now;
+//! `GEN_TRIGGERS` keeps only triggers starting with it (`booking.`: the bookings table only).
 //!
 //! Customer names, emails, notes and chat answers vary from delivery to delivery (a fixed-seed
 //! generator, so every run writes the same file): identical bodies would compress far better in
@@ -24,13 +26,19 @@ fn main() -> anyhow::Result<()> {
     let count: usize = count.parse()?;
     let tag = rest.first().map(String::as_str).unwrap_or("bench");
     let secret = WebhookSecret::parse(secret).ok_or_else(|| anyhow::anyhow!("empty secret"))?;
-    let now = Utc::now();
-    let t = now.timestamp();
+    let t = Utc::now().timestamp();
+    let now = match std::env::var("GEN_TIME") {
+        Ok(at) => chrono::DateTime::parse_from_rfc3339(&at)?.to_utc(),
+        Err(_) => Utc::now(),
+    };
+    let only = std::env::var("GEN_TRIGGERS").unwrap_or_default();
     let shapes: Vec<(String, usize)> = samples::all_events("shape", now)
         .iter()
         .enumerate()
         .map(|(i, e)| (e["type"].as_str().unwrap_or("booking.scheduled").to_owned(), i))
+        .filter(|(t, _)| t.starts_with(&only))
         .collect();
+    anyhow::ensure!(!shapes.is_empty(), "no trigger starts with GEN_TRIGGERS={only}");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut bytes = 0usize;
