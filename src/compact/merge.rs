@@ -1,19 +1,19 @@
 //! Sorting a partition's rows by `(event_time, event_id, received_at)` and keeping one row per
 //! event id, in memory bounded by one run whatever the partition's size: an external merge sort.
 //!
-//! Rows arrive in any order; every `run_bytes` of them are sorted and spilled to a temporary Arrow
-//! IPC file (zstd), in small batches; the last run stays in memory. The runs are then merged,
+//! Rows arrive in any order; every `run_bytes` of them are sorted (by index: the rows are not
+//! copied) and spilled to a temporary Arrow IPC file (zstd), in small batches; the last run stays
+//! in memory. The runs are then merged,
 //! holding one small batch per run. OnceHub repeats an event's envelope on a retry, so copies of
 //! one event share their `event_time` and sort next to each other: the first of them, the one with
 //! the earliest `received_at`, is kept and the others are counted as dropped. Rows without an
 //! event id (dead letters of a body that had none) are all kept.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_ipc::CompressionType;
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
@@ -23,7 +23,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use super::CompactError;
 
 /// Rows per batch of a spilled run, and so per run held during the merge.
-const RUN_BATCH_ROWS: usize = 512;
+const RUN_BATCH_ROWS: usize = 256;
 
 /// Rows per merged batch handed to the writer.
 const OUT_BATCH_ROWS: usize = 4096;
@@ -44,8 +44,31 @@ pub(crate) struct Merger {
 }
 
 enum Run {
-    Memory(VecDeque<RecordBatch>),
+    Memory(SortedRun),
     Disk(PathBuf),
+}
+
+/// Batches and the sorted order of their rows; iterates the rows in order, a small batch at a
+/// time.
+struct SortedRun {
+    batches: Vec<RecordBatch>,
+    order: Vec<(usize, usize)>,
+    next: usize,
+}
+
+impl Iterator for SortedRun {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + RUN_BATCH_ROWS).min(self.order.len());
+        let sources: Vec<&RecordBatch> = self.batches.iter().collect();
+        let chunk = arrow_select::interleave::interleave_record_batch(&sources, &self.order[self.next..end]);
+        self.next = end;
+        Some(chunk)
+    }
 }
 
 impl Merger {
@@ -74,9 +97,9 @@ impl Merger {
         self.pending_bytes += batch.get_array_memory_size();
         self.pending.push(batch);
         if self.pending_bytes >= self.run_bytes {
-            let sorted = self.sorted_run()?;
+            let run = self.sorted_run()?;
             let path = self.dir.join(format!("run-{}.arrow", self.runs.len()));
-            spill(&path, &self.schema, &sorted)?;
+            spill(&path, &self.schema, run)?;
             self.runs.push(Run::Disk(path));
         }
         Ok(())
@@ -92,20 +115,27 @@ impl Merger {
         self.runs.iter().filter(|r| matches!(r, Run::Disk(_))).count()
     }
 
-    fn sorted_run(&mut self) -> Result<RecordBatch, CompactError> {
-        let batch = arrow_select::concat::concat_batches(&self.schema, &std::mem::take(&mut self.pending))?;
+    /// The pending batches with the order of their rows: sorted by index, not copied, so a run
+    /// costs its batches once (the sorted copy is made a small batch at a time when it is read).
+    fn sorted_run(&mut self) -> Result<SortedRun, CompactError> {
+        let batches = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let rows = sort_converter(&self.schema, self.columns)?.convert_columns(&key_columns(&batch, self.columns))?;
-        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        order.sort_unstable_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
-        Ok(arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))?)
+        let converter = sort_converter(&self.schema, self.columns)?;
+        let rows = batches
+            .iter()
+            .map(|b| converter.convert_columns(&key_columns(b, self.columns)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<(usize, usize)> =
+            batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
+        order.sort_unstable_by(|(ab, ar), (bb, br)| rows[*ab].row(*ar).cmp(&rows[*bb].row(*br)));
+        Ok(SortedRun { batches, order, next: 0 })
     }
 
     /// The rows in order, one per event id.
     pub(crate) fn finish(mut self) -> Result<Merged, CompactError> {
         if !self.pending.is_empty() {
-            let sorted = self.sorted_run()?;
-            self.runs.push(Run::Memory(chunks(&sorted).collect()));
+            let run = self.sorted_run()?;
+            self.runs.push(Run::Memory(run));
         }
         let sort = sort_converter(&self.schema, self.columns)?;
         let dedup = RowConverter::new(
@@ -124,7 +154,7 @@ impl Merger {
         };
         for run in self.runs {
             let source: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send> = match run {
-                Run::Memory(batches) => Box::new(batches.into_iter().map(Ok)),
+                Run::Memory(run) => Box::new(run),
                 Run::Disk(path) => Box::new(FileReader::try_new_buffered(File::open(&path)?, None)?),
             };
             merged.open(source)?;
@@ -276,17 +306,11 @@ fn key_columns(batch: &RecordBatch, columns: [usize; 3]) -> Vec<ArrayRef> {
     columns.iter().map(|c| batch.column(*c).clone()).collect()
 }
 
-fn chunks(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
-    (0..batch.num_rows())
-        .step_by(RUN_BATCH_ROWS)
-        .map(|start| batch.slice(start, RUN_BATCH_ROWS.min(batch.num_rows() - start)))
-}
-
-fn spill(path: &Path, schema: &SchemaRef, sorted: &RecordBatch) -> Result<(), CompactError> {
+fn spill(path: &Path, schema: &SchemaRef, run: SortedRun) -> Result<(), CompactError> {
     let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
     let mut writer = FileWriter::try_new_with_options(BufWriter::new(File::create(path)?), schema, options)?;
-    for chunk in chunks(sorted) {
-        writer.write(&chunk)?;
+    for chunk in run {
+        writer.write(&chunk?)?;
     }
     writer.finish()?;
     Ok(())

@@ -396,3 +396,59 @@ async fn the_plain_layout_is_compacted_by_writing_first_and_deleting_after() {
     }
     assert!(lake_dir.join("bookings/dt=1970-01-01").is_dir(), "the zero-row file that keeps globs working stays");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_and_vacuum_work_on_s3_and_storage_errors_name_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = crate::helpers::S3Server::start(&dir.path().join("s3"));
+    let env = crate::helpers::S3Server::env(s3.port);
+    let data = dir.path().join("a");
+    let root = "s3://lake/oncehub";
+    let args = ["--webhook-secret", SECRET, "--storage-url", root, "--flush-interval", "50ms", "--flush-max-rows", "3"];
+    let mut a = Binary::serve(&data, &args, &env);
+    let acked = post_all(&a.url(), &past_deliveries("sx", &[2, 3], 2)).await;
+    assert!(a.terminate(Duration::from_secs(30)).success());
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let out = bridge(&["compact", "--storage-url", root], &envs);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = s3.delta_read(root, &EVENT_TABLES, &[]);
+    assert_eq!(id_counts(&read).keys().cloned().collect::<BTreeSet<_>>(), acked);
+    assert!(id_counts(&read).values().all(|n| *n == 1));
+    assert_eq!(total_files(&read), 4);
+    for t in EVENT_TABLES {
+        let d = s3.duck(&format!("SELECT count(*) FROM delta_scan('{root}/{t}')"));
+        assert_eq!(d.rows[0][0].as_i64(), read[t]["rows"].as_i64(), "{t}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let swept =
+        bridge(&["vacuum", "--storage-url", root, "--vacuum-retention", "1s", "--allow-short-retention"], &envs);
+    assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+    let left = walk(&s3.root.join("lake/oncehub/bookings"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.to_string_lossy().contains("_delta_log"))
+        .count();
+    assert_eq!(left, 2, "only the two live bookings files are left");
+    assert_eq!(s3.delta_read(root, &EVENT_TABLES, &[])["bookings"]["rows"], read["bookings"]["rows"]);
+
+    // The store down: a clear error, non-zero, no credential in it.
+    s3.stop();
+    let down = bridge(&["compact", "--storage-url", root], &envs);
+    assert!(!down.status.success());
+    let said = format!("{}{}", stdout(&down), String::from_utf8_lossy(&down.stderr));
+    assert!(said.contains("cannot list the partitions of"), "{said}");
+    assert!(!said.contains(crate::helpers::S3_SECRET), "{said}");
+}
+
+#[test]
+fn compact_on_a_lake_without_tables_has_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    std::fs::create_dir_all(&lake).unwrap();
+    let out = bridge(&["compact", "--storage-url", &lake], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("nothing to compact"), "{}", stdout(&out));
+    let out = bridge(&["vacuum", "--storage-url", &lake], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("bookings: no delta table yet"), "{}", stdout(&out));
+}

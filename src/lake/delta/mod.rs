@@ -26,7 +26,7 @@ pub(crate) mod tests;
 mod vacuum;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -111,6 +111,8 @@ pub struct DeltaLake {
     app_id: String,
     catalog: Arc<Catalog>,
     tables: Mutex<HashMap<Table, TableState>>,
+    /// Tables whose checkpoint is being written in the background.
+    checkpoints: Arc<Mutex<HashSet<Table>>>,
 }
 
 impl DeltaLake {
@@ -128,6 +130,7 @@ impl DeltaLake {
             app_id: app_id(writer),
             catalog,
             tables: Mutex::new(HashMap::new()),
+            checkpoints: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 

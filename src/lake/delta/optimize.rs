@@ -77,7 +77,7 @@ impl DeltaLake {
         let url = self.table_url(table)?;
         let snapshot = match Snapshot::builder_for(url.as_str()).build(self.engine.as_ref()) {
             Ok(snapshot) => snapshot,
-            Err(e) if e.to_string().contains("No files in log segment") || is_missing(&e) => return Ok(None),
+            Err(e) if is_missing(&e) => return Ok(None),
             Err(e) => return Err(LakeError::kernel(table)(e)),
         };
         let stats = Arc::new(super::table::stats_spec(table, &snapshot, self.engine.as_ref())?);
@@ -226,6 +226,10 @@ fn live(file: ScanFile) -> LiveFile {
 
 /// The table has no log (not created yet).
 fn is_missing(e: &delta_kernel::KernelError) -> bool {
-    matches!(e, delta_kernel::KernelError::InvalidTableLocation(_))
-        || matches!(e, delta_kernel::KernelError::ObjectStore(object_store::Error::NotFound { .. }))
+    matches!(
+        e,
+        delta_kernel::KernelError::EmptyLog
+            | delta_kernel::KernelError::InvalidTableLocation(_)
+            | delta_kernel::KernelError::ObjectStore(object_store::Error::NotFound { .. })
+    )
 }
