@@ -25,6 +25,9 @@ use super::CompactError;
 /// Rows per batch of a spilled run, and so per run held during the merge.
 const RUN_BATCH_ROWS: usize = 256;
 
+/// Runs merged at once at most (the merge holds one batch of each).
+const FAN_IN: usize = 32;
+
 /// Rows per merged batch handed to the writer.
 const OUT_BATCH_ROWS: usize = 4096;
 
@@ -41,6 +44,8 @@ pub(crate) struct Merger {
     pending_bytes: usize,
     runs: Vec<Run>,
     rows_in: u64,
+    /// Run files written so far (their names).
+    spilled: usize,
 }
 
 enum Run {
@@ -89,6 +94,7 @@ impl Merger {
             pending_bytes: 0,
             runs: Vec::new(),
             rows_in: 0,
+            spilled: 0,
         })
     }
 
@@ -98,7 +104,7 @@ impl Merger {
         self.pending.push(batch);
         if self.pending_bytes >= self.run_bytes {
             let run = self.sorted_run()?;
-            let path = self.dir.join(format!("run-{}.arrow", self.runs.len()));
+            let path = self.spill_path();
             spill(&path, &self.schema, run)?;
             self.runs.push(Run::Disk(path));
         }
@@ -112,7 +118,7 @@ impl Merger {
 
     /// Runs written to disk so far.
     pub(crate) fn spilled_runs(&self) -> usize {
-        self.runs.iter().filter(|r| matches!(r, Run::Disk(_))).count()
+        self.spilled
     }
 
     /// The pending batches with the order of their rows: sorted by index, not copied, so a run
@@ -137,12 +143,46 @@ impl Merger {
             let run = self.sorted_run()?;
             self.runs.push(Run::Memory(run));
         }
+        // A merge holds one small batch per run: beyond FAN_IN runs, merge them into longer ones
+        // first, so memory does not grow with the partition.
+        let mut dropped = 0;
+        while self.runs.len() > FAN_IN {
+            let group: Vec<Run> = self.runs.drain(..FAN_IN).collect();
+            let mut merged = self.merged(group)?;
+            let path = self.spill_path();
+            let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
+            let mut writer =
+                FileWriter::try_new_with_options(BufWriter::new(File::create(&path)?), &self.schema, options)?;
+            for batch in merged.by_ref() {
+                let batch = batch?;
+                for start in (0..batch.num_rows()).step_by(RUN_BATCH_ROWS) {
+                    writer.write(&batch.slice(start, RUN_BATCH_ROWS.min(batch.num_rows() - start)))?;
+                }
+            }
+            writer.finish()?;
+            dropped += merged.dropped;
+            merged.remove_files();
+            self.runs.push(Run::Disk(path));
+        }
+        let runs = std::mem::take(&mut self.runs);
+        let mut merged = self.merged(runs)?;
+        merged.dropped = dropped;
+        Ok(merged)
+    }
+
+    fn spill_path(&mut self) -> PathBuf {
+        self.spilled += 1;
+        self.dir.join(format!("run-{}.arrow", self.spilled))
+    }
+
+    /// A merge of `runs`.
+    fn merged(&self, runs: Vec<Run>) -> Result<Merged, CompactError> {
         let sort = sort_converter(&self.schema, self.columns)?;
         let dedup = RowConverter::new(
             self.columns[..2].iter().map(|c| SortField::new(self.schema.field(*c).data_type().clone())).collect(),
         )?;
         let mut merged = Merged {
-            schema: self.schema,
+            schema: self.schema.clone(),
             columns: self.columns,
             sort,
             dedup,
@@ -151,11 +191,16 @@ impl Merger {
             picked: Vec::with_capacity(OUT_BATCH_ROWS),
             last: None,
             dropped: 0,
+            files: Vec::new(),
         };
-        for run in self.runs {
+        for run in runs {
             let source: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send> = match run {
                 Run::Memory(run) => Box::new(run),
-                Run::Disk(path) => Box::new(FileReader::try_new_buffered(File::open(&path)?, None)?),
+                Run::Disk(path) => {
+                    let reader = FileReader::try_new_buffered(File::open(&path)?, None)?;
+                    merged.files.push(path);
+                    Box::new(reader)
+                }
             };
             merged.open(source)?;
         }
@@ -176,6 +221,8 @@ pub(crate) struct Merged {
     /// The dedup key of the last row kept, when it had an event id.
     last: Option<OwnedRow>,
     dropped: u64,
+    /// The spilled runs read, deleted once merged into a longer run.
+    files: Vec<PathBuf>,
 }
 
 struct Cursor {
@@ -196,6 +243,12 @@ impl Merged {
 
     pub(crate) fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    fn remove_files(&self) {
+        for path in &self.files {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Adds a cursor over `source`, unless it is empty.
@@ -376,23 +429,28 @@ mod tests {
     fn spilled_runs_merge_into_the_same_order_as_one_run() {
         let rows: Vec<(String, i64, i64)> =
             (0..5000).map(|i| (format!("e{}", (i * 7919) % 3000), ((i * 7919) % 3000) as i64, i as i64)).collect();
-        let run = |run_bytes| {
+        let run = |run_bytes, chunk| {
             let dir = tempfile::tempdir().unwrap();
             let mut m = Merger::new(schema(), dir.path(), run_bytes).unwrap();
-            for part in rows.chunks(700) {
+            for part in rows.chunks(chunk) {
                 let r: Vec<_> = part.iter().map(|(id, t, rec)| (Some(id.as_str()), *t, *rec, id.as_str())).collect();
                 m.push(batch(&r)).unwrap();
             }
-            let spilled = m.spilled_runs();
-            let (out, dropped) = notes(m.finish().unwrap());
+            let merged = m.finish().unwrap();
+            let spilled = std::fs::read_dir(dir.path()).unwrap().count();
+            let (out, dropped) = notes(merged);
             (out, dropped, spilled)
         };
-        let (one, dropped_one, spilled_one) = run(usize::MAX);
-        let (many, dropped_many, spilled_many) = run(1);
+        let (one, dropped_one, spilled_one) = run(usize::MAX, 700);
+        let (many, dropped_many, spilled_many) = run(1, 700);
+        // 50 runs: more than one merge takes, so 32 of them are merged into one first.
+        let (most, dropped_most, spilled_most) = run(1, 100);
         assert_eq!(spilled_one, 0);
-        assert!(spilled_many >= 7, "{spilled_many}");
+        assert_eq!(spilled_many, 8, "runs spilled");
+        assert_eq!(spilled_most, 50 - 32 + 1, "32 runs merged into one and deleted");
         assert_eq!(one.len(), 3000);
         assert_eq!(dropped_one, 2000);
-        assert_eq!((one, dropped_one), (many, dropped_many));
+        assert_eq!((&one, dropped_one), (&many, dropped_many));
+        assert_eq!((&one, dropped_one), (&most, dropped_most));
     }
 }

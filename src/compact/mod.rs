@@ -168,12 +168,22 @@ impl std::fmt::Display for Report {
         let what = match &self.outcome {
             Outcome::Compacted { table_version: Some(v) } => format!("compacted (version {v})"),
             Outcome::Compacted { table_version: None } => "compacted".to_owned(),
-            Outcome::Planned => "would compact".to_owned(),
+            Outcome::Planned => {
+                return write!(
+                    f,
+                    "{} dt={} would compact: {} files ({}) into about {}",
+                    self.table.name(),
+                    self.dt,
+                    self.files_before,
+                    size(self.bytes_before),
+                    self.files_after
+                );
+            }
             Outcome::Lost { missing } => format!("left alone: another compaction removed {missing} of its files first"),
         };
         write!(
             f,
-            "{} dt={} {what}: {} files ({}) -> {} ({}), {} rows -> {} ({} duplicates dropped) in {:.1}s",
+            "{} dt={} {what}: {} files ({}) -> {} ({}), {} rows -> {} ({} duplicates dropped) in {:.1}s{}",
             self.table.name(),
             self.dt,
             self.files_before,
@@ -183,7 +193,8 @@ impl std::fmt::Display for Report {
             self.rows_before,
             self.rows_after,
             self.dropped,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            if self.spilled_runs > 0 { format!(", {} sorted runs spilled", self.spilled_runs) } else { String::new() }
         )
     }
 }

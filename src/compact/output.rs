@@ -91,7 +91,8 @@ impl Output {
     fn start(&self) -> Result<Open, CompactError> {
         let name = format!("part-compacted-{}.parquet", uuid::Uuid::now_v7());
         let key = format!("{}/{name}", self.dir);
-        let sink = BufWriter::new(self.store.clone(), Path::from(key.as_str()));
+        // Two parts in flight at most: the upload holds 20 MiB, not the default 80.
+        let sink = BufWriter::new(self.store.clone(), Path::from(key.as_str())).with_max_concurrency(2);
         let writer = AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(properties()))?;
         Ok(Open { writer, key, name, rows: 0, stats: self.stats.as_deref().map(FileStats::new) })
     }
