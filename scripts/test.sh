@@ -3,7 +3,7 @@
 # reuse them) and runs every unit and integration test with cargo-nextest.
 #   - s3s-fs 0.14.1 (a real S3-compatible server, from crates.io), built while the project compiles
 #   - DuckDB 1.5.5 with its httpfs extension (from PyPI, in a venv), the independent Parquet reader
-#   - wrk and nginx (Debian's packages), for the benchmark smoke at the end
+#   - wrk, nginx and time (Debian's packages), for the benchmark smokes at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
@@ -46,5 +46,6 @@ fi
 if [ "$#" -eq 0 ]; then
   echo "== benchmark smoke"
   bash bench/run.sh --smoke || status=$?
+  bash bench/compact.sh --smoke || status=$?
 fi
 exit "$status"

@@ -24,7 +24,7 @@ use crate::sink::stats::FileStats;
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
 /// Encoded bytes per row group at most: what the writer holds in memory.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+const ROW_GROUP_BYTES: usize = 32 << 20;
 
 /// A compacted file in the store.
 #[derive(Debug)]

@@ -159,6 +159,11 @@ async fn compact_turns_two_replicas_small_files_into_one_file_per_day_with_one_r
     ));
     assert_eq!(d.rows[0][0].as_i64(), Some(0), "rows in event_time order");
 
+    // Rows were dropped, so the OPTIMIZE commit says its data changed.
+    let entry = last_log_entry(&Path::new(&lake).join("bookings"));
+    assert!(entry.contains(r#""operation":"OPTIMIZE""#) && entry.contains(r#""remove":"#), "{entry}");
+    assert!(entry.contains(r#""dataChange":true"#) && !entry.contains(r#""dataChange":false"#));
+
     // Nothing is left to compact: a second run changes nothing.
     let again = bridge(&["compact", "--storage-url", &lake], &[]);
     assert!(again.status.success());
@@ -193,6 +198,16 @@ impl Watch {
         let out = self.child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
+}
+
+/// The newest `_delta_log/<version>.json` of a table.
+fn last_log_entry(table: &Path) -> String {
+    let newest = walk(&table.join("_delta_log"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max()
+        .unwrap();
+    std::fs::read_to_string(newest).unwrap()
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -255,6 +270,10 @@ async fn a_compaction_killed_before_its_commit_changes_nothing_and_vacuum_keeps_
     assert_eq!(id_counts(&after).keys().cloned().collect::<BTreeSet<_>>(), acked);
     assert!(id_counts(&after).values().all(|n| *n == 1));
     assert_eq!(total_files(&after), 4, "one file per table and day");
+    // The same rows in fewer files: `dataChange=false`, so streaming readers skip the commit.
+    let entry = last_log_entry(&lake_dir.join("bookings"));
+    assert!(entry.contains(r#""operation":"OPTIMIZE""#), "{entry}");
+    assert!(entry.contains(r#""dataChange":false"#) && !entry.contains(r#""dataChange":true"#), "{entry}");
     let on_disk = |dir: &Path| {
         walk(dir)
             .iter()
