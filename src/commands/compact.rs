@@ -99,7 +99,9 @@ fn compact_all(compactor: &Compactor, tables: &[Table], shown: &str) -> anyhow::
     let verb = if compactor.options().dry_run { "would be compacted" } else { "compacted" };
     println!("{compacted} partitions {verb}: {before} files -> {after}, {dropped} duplicate rows dropped");
     if failed > 0 {
-        anyhow::bail!("{failed} partitions could not be compacted (see above); the table is unchanged for them");
+        anyhow::bail!(
+            "{failed} partitions could not be compacted (see above); run compact again: a partition whose commit did land is not compacted twice"
+        );
     }
     Ok(())
 }

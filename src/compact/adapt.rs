@@ -13,6 +13,7 @@ pub(crate) fn to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<Recor
         return RecordBatch::try_new(schema.clone(), batch.columns().to_vec());
     }
     let rows = batch.num_rows();
+    extra(batch.schema().fields(), schema.fields())?;
     let columns = schema
         .fields()
         .iter()
@@ -40,6 +41,7 @@ fn column_to(column: &ArrayRef, field: &Field) -> Result<ArrayRef, ArrowError> {
 
 fn struct_to(array: &StructArray, want: &Fields) -> Result<StructArray, ArrowError> {
     let rows = array.len();
+    extra(array.fields(), want)?;
     let children = want
         .iter()
         .map(|field| match array.column_by_name(field.name()) {
@@ -48,6 +50,18 @@ fn struct_to(array: &StructArray, want: &Fields) -> Result<StructArray, ArrowErr
         })
         .collect::<Result<Vec<_>, _>>()?;
     StructArray::try_new(want.clone(), children, array.nulls().cloned())
+}
+
+/// A column of the file the table's schema lacks (a newer writer added it): compacting with this
+/// schema would drop its values, so it is an error.
+fn extra(have: &Fields, want: &Fields) -> Result<(), ArrowError> {
+    match have.iter().find(|f| want.find(f.name()).is_none()) {
+        Some(f) => Err(ArrowError::SchemaError(format!(
+            "a file has the column {}, which the table's schema lacks; compacting would drop it",
+            f.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +92,22 @@ mod tests {
         let s = out.column(2).as_any().downcast_ref::<StructArray>().unwrap();
         assert_eq!(s.column(0).as_any().downcast_ref::<StringArray>().unwrap().value(0), "x");
         assert!(s.column(1).is_null(0));
+    }
+
+    #[test]
+    fn a_column_the_schema_lacks_is_an_error_not_a_silent_drop() {
+        let wide = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("new", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            wide,
+            vec![Arc::new(StringArray::from(vec!["e1"])), Arc::new(Int64Array::from(vec![7]))],
+        )
+        .unwrap();
+        let narrow = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+        let e = to_schema(&batch, &narrow).unwrap_err().to_string();
+        assert!(e.contains("column new"), "{e}");
     }
 
     #[test]

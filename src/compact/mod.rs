@@ -1,6 +1,7 @@
 //! Compaction: a partition's many small files become a few large ones, with one row per event id.
 //!
-//! For each partition (`dt`) with more than one file and a file below the target size: read every
+//! For each partition (`dt`) with more than one file, two of them below the target size or one
+//! not written by a compaction (see `worth_compacting`): read every
 //! file (row group by row group), sort the rows by `event_time` and keep the earliest received
 //! copy of each event id (`merge`: an external sort, so memory holds one run, not a partition),
 //! re-encode into files of about the target size streamed to the store (`output`), then replace
@@ -142,6 +143,8 @@ pub enum Outcome {
     Planned,
     /// Another compaction removed an input first: nothing changed.
     Lost { missing: usize },
+    /// A column was added to the table meanwhile: nothing changed; the next run uses it.
+    SchemaChanged,
 }
 
 /// One partition's compaction, for the summary line and the metrics.
@@ -180,6 +183,9 @@ impl std::fmt::Display for Report {
                 );
             }
             Outcome::Lost { missing } => format!("left alone: another compaction removed {missing} of its files first"),
+            Outcome::SchemaChanged => {
+                "left alone: the table's schema changed meanwhile (the next run compacts it)".to_owned()
+            }
         };
         write!(
             f,
@@ -197,6 +203,15 @@ impl std::fmt::Display for Report {
             if self.spilled_runs > 0 { format!(", {} sorted runs spilled", self.spilled_runs) } else { String::new() }
         )
     }
+}
+
+/// More than one file, and something to gain: two files below the target size, or a file that
+/// is not the output of a compaction (new rows, maybe copies of ids the others hold). A day
+/// compacted into 128 + 128 + 44 MiB is left alone.
+fn worth_compacting(inputs: &[Input], target: u64) -> bool {
+    let small = inputs.iter().filter(|i| i.size < target).count();
+    let fresh = inputs.iter().any(|i| !i.path.rsplit('/').next().is_some_and(|n| n.starts_with(output::PREFIX)));
+    inputs.len() > 1 && (small >= 2 || fresh)
 }
 
 /// Compacts the partitions of one lake.
@@ -238,6 +253,7 @@ impl Compactor {
 
     /// The partitions of `table` worth compacting, oldest first.
     pub fn plan(&self, table: Table) -> Result<Vec<Partition>, CompactError> {
+        self.check()?;
         let partitions = match &self.layout {
             Layout::Delta(lake) => {
                 if lake.open_existing(table)?.is_none() {
@@ -264,7 +280,7 @@ impl Compactor {
             .into_iter()
             .filter(|(dt, _)| o.since.is_none_or(|s| *dt >= s) && o.until.is_none_or(|u| *dt <= u))
             .filter(|(dt, _)| o.before.is_none_or(|b| *dt < b))
-            .filter(|(_, inputs)| inputs.len() > 1 && inputs.iter().any(|i| i.size < o.target_size))
+            .filter(|(_, inputs)| worth_compacting(inputs, o.target_size))
             .map(|(dt, inputs)| Partition { table, dt, inputs })
             .collect())
     }
@@ -307,19 +323,17 @@ impl Compactor {
             self.store.clone(),
             dir,
             merged.schema().clone(),
-            stats,
+            stats.clone(),
             self.options.target_size,
         );
-        let written = match merged.by_ref().try_for_each(|batch| {
+        let wrote = merged.by_ref().try_for_each(|batch| {
             self.check()?;
             output.write(&batch?)
-        }) {
-            Ok(()) => {
-                let keys = output.keys();
-                output.finish().inspect_err(|_| self.discard(&keys))?
-            }
+        });
+        let written = match wrote.and_then(|()| output.finish()) {
+            Ok(written) => written,
             Err(e) => {
-                self.discard(&output.keys());
+                self.discard(&output.abandon());
                 return Err(e);
             }
         };
@@ -329,35 +343,39 @@ impl Compactor {
         report.bytes_after = written.iter().map(|w| w.size).sum();
         report.rows_after = written.iter().map(|w| w.rows).sum();
         crate::lake::crash_point("compact-before-commit");
-        report.outcome = match &self.layout {
-            Layout::Delta(lake) => {
+        let keys: Vec<String> = written.iter().map(|w| w.key.clone()).collect();
+        report.outcome = match (&self.layout, stats) {
+            (Layout::Delta(lake), Some(spec)) => {
                 let inputs: HashSet<String> = partition.inputs.iter().map(|i| i.path.clone()).collect();
                 let outputs = written
-                    .iter()
+                    .into_iter()
                     .map(|w| {
-                        let stats = w
-                            .stats
-                            .clone()
-                            .ok_or_else(|| CompactError::Other(format!("{} has no statistics", w.key)))?;
-                        Ok(NewFile {
-                            path: format!("dt={}/{}", partition.dt, w.name),
-                            dt: partition.dt,
-                            size: w.size,
-                            stats,
-                        })
+                        let path = format!("dt={}/{}", partition.dt, w.name);
+                        w.stats.map(|stats| NewFile { path, dt: partition.dt, size: w.size, stats })
                     })
-                    .collect::<Result<Vec<_>, CompactError>>()?;
-                match lake.replace(table, &inputs, &outputs, report.dropped > 0)? {
+                    .collect::<Option<Vec<_>>>();
+                let Some(outputs) = outputs else {
+                    self.discard(&keys);
+                    return Err(CompactError::Other("a compacted file has no statistics".into()));
+                };
+                // An error here leaves the outputs: the commit may have landed (vacuum removes
+                // them if it did not).
+                match lake.replace(table, &inputs, (&outputs, &spec), report.dropped > 0)? {
                     Replaced::Committed { table_version, .. } => {
                         Outcome::Compacted { table_version: Some(table_version) }
                     }
                     Replaced::Gone { missing } => {
-                        self.discard(&written.iter().map(|w| w.key.clone()).collect::<Vec<_>>());
+                        self.discard(&keys);
                         Outcome::Lost { missing }
+                    }
+                    Replaced::SchemaChanged => {
+                        self.discard(&keys);
+                        Outcome::SchemaChanged
                     }
                 }
             }
-            Layout::Plain => {
+            (Layout::Delta(_), None) => return Err(CompactError::Other("no statistics for a delta table".into())),
+            (Layout::Plain, _) => {
                 crate::lake::crash_point("compact-before-delete");
                 plain::delete(&self.runtime, self.store.as_ref(), &partition.inputs)?;
                 Outcome::Compacted { table_version: None }
@@ -380,9 +398,10 @@ impl Compactor {
     fn schema(&self, table: Table) -> Result<(SchemaRef, Option<Arc<StatsSpec>>), CompactError> {
         match &self.layout {
             Layout::Delta(lake) => {
-                let stats = lake
-                    .open_existing(table)?
-                    .ok_or_else(|| CompactError::Other(format!("table {} does not exist", table.name())))?;
+                if lake.open_existing(table)?.is_none() {
+                    return Err(CompactError::Other(format!("table {} does not exist", table.name())));
+                }
+                let stats = lake.current_stats(table)?;
                 let schema = Schema::try_from_kernel(stats.physical.as_ref())?;
                 Ok((Arc::new(schema), Some(stats)))
             }
@@ -408,5 +427,31 @@ impl Compactor {
                 tracing::warn!(key = %key, error = %e, "cannot delete an uncommitted compacted file; vacuum removes it later");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, size: u64) -> Input {
+        Input { key: format!("t/dt=2026-01-01/{name}"), path: format!("dt=2026-01-01/{name}"), size, rows: None }
+    }
+
+    #[test]
+    fn a_compacted_day_is_left_alone_until_a_new_file_arrives() {
+        let mib = 1 << 20;
+        let compacted = vec![
+            input("part-compacted-a.parquet", 128 * mib),
+            input("part-compacted-b.parquet", 128 * mib),
+            input("part-compacted-c.parquet", 44 * mib),
+        ];
+        assert!(!worth_compacting(&compacted, 128 * mib));
+        assert!(!worth_compacting(&compacted[2..], 128 * mib), "one file");
+        let mut late = compacted.clone();
+        late.push(input("part-w-1-1.parquet", 4096));
+        assert!(worth_compacting(&late, 128 * mib));
+        let small = vec![input("part-w-1-5.parquet", mib), input("part-w-6-9.parquet", mib)];
+        assert!(worth_compacting(&small, 128 * mib));
     }
 }

@@ -20,6 +20,9 @@ use super::CompactError;
 use crate::sink::StatsSpec;
 use crate::sink::stats::FileStats;
 
+/// How a compacted file's name starts.
+pub(crate) const PREFIX: &str = "part-compacted-";
+
 /// Rows per row group of a compacted file at most (DuckDB, Spark and Trino split work by row group).
 const ROW_GROUP_ROWS: usize = 1 << 20;
 
@@ -89,7 +92,7 @@ impl Output {
     }
 
     fn start(&self) -> Result<Open, CompactError> {
-        let name = format!("part-compacted-{}.parquet", uuid::Uuid::now_v7());
+        let name = format!("{PREFIX}{}.parquet", uuid::Uuid::now_v7());
         let key = format!("{}/{name}", self.dir);
         // Two parts in flight at most: the upload holds 20 MiB, not the default 80.
         let sink = BufWriter::new(self.store.clone(), Path::from(key.as_str())).with_max_concurrency(2);
@@ -107,15 +110,21 @@ impl Output {
     }
 
     /// Finishes the last file; the files written, in order.
-    pub(crate) fn finish(mut self) -> Result<Vec<Written>, CompactError> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<Written>, CompactError> {
         self.close()?;
-        Ok(self.written)
+        Ok(std::mem::take(&mut self.written))
     }
 
-    /// Keys of the files finished so far and of the open one: what to delete when the compaction
-    /// is abandoned.
-    pub(crate) fn keys(&self) -> Vec<String> {
-        self.written.iter().map(|w| w.key.clone()).chain(self.open.as_ref().map(|o| o.key.clone())).collect()
+    /// Gives up: aborts the open file's upload (no incomplete multipart upload is left) and
+    /// returns the keys of the files finished so far, to delete.
+    pub(crate) fn abandon(mut self) -> Vec<String> {
+        if let Some(open) = self.open.take() {
+            let mut upload = open.writer.into_inner();
+            if let Err(e) = self.runtime.block_on(upload.abort()) {
+                tracing::debug!(key = %open.key, error = %e, "cannot abort the upload of an abandoned compacted file");
+            }
+        }
+        self.written.into_iter().map(|w| w.key).collect()
     }
 }
 

@@ -94,6 +94,8 @@ impl Round {
     /// Returns when each table was last vacuumed.
     fn run(mut self) -> HashMap<Table, Instant> {
         lowest_priority();
+        // Sorted runs a killed compaction left behind (this directory is the bridge's own).
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
         if let Err(e) = std::fs::create_dir_all(&self.temp_dir) {
             tracing::warn!(dir = %self.temp_dir.display(), error = %e, "cannot create the compaction's temporary directory");
             return self.vacuumed;
@@ -113,10 +115,14 @@ impl Round {
     }
 
     fn compact(&self, table: Table, after: Duration) {
-        let closed = chrono::Duration::from_std(after).ok().map(|after| (chrono::Utc::now() - after).date_naive());
+        let Some(closed) =
+            chrono::Duration::from_std(after).ok().map(|after| (chrono::Utc::now() - after).date_naive())
+        else {
+            return;
+        };
         let options = Options {
             target_size: self.upkeep.target_size,
-            before: closed,
+            before: Some(closed),
             temp_dir: self.temp_dir.clone(),
             ..Options::default()
         };
@@ -155,7 +161,12 @@ impl Round {
         if self.vacuumed.get(&table).is_some_and(|at| at.elapsed() < VACUUM_EVERY) {
             return;
         }
-        match self.lake.open_existing(table).and_then(|_| self.lake.vacuum(table, retention, false)) {
+        let vacuumed = match self.lake.open_existing(table) {
+            Ok(None) => return,
+            Ok(Some(_)) => self.lake.vacuum(table, retention, false),
+            Err(e) => Err(e),
+        };
+        match vacuumed {
             Ok(report) => {
                 self.vacuumed.insert(table, Instant::now());
                 crate::metrics::vacuumed(table.name(), report.deleted);

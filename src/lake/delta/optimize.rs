@@ -65,6 +65,9 @@ pub enum Replaced {
     Gone {
         missing: usize,
     },
+    /// The table's schema changed since the outputs were written (a column was added): nothing
+    /// changed, the next round compacts with the new schema.
+    SchemaChanged,
 }
 
 impl DeltaLake {
@@ -86,6 +89,13 @@ impl DeltaLake {
         Ok(Some(stats))
     }
 
+    /// The statistics columns and physical schema of the table's newest version (compacted files
+    /// are written with it, so a column another replica added is kept).
+    pub fn current_stats(&self, table: Table) -> Result<Arc<StatsSpec>, LakeError> {
+        let snapshot = self.refresh(table)?;
+        Ok(Arc::new(super::table::stats_spec(table, &snapshot, self.engine.as_ref())?))
+    }
+
     /// Every data file of the table's newest version.
     pub fn live_files(&self, table: Table) -> Result<Vec<LiveFile>, LakeError> {
         let snapshot = self.refresh(table)?;
@@ -100,27 +110,38 @@ impl DeltaLake {
         Ok(files)
     }
 
-    /// Removes `inputs` (relative paths) and adds `outputs` in one commit; `data_change` is false
-    /// when the outputs hold exactly the inputs' rows.
+    /// Removes `inputs` (relative paths) and adds `outputs`, written with the physical schema
+    /// `written_with`, in one commit; `data_change` is false when the outputs hold exactly the
+    /// inputs' rows.
     pub fn replace(
         &self,
         table: Table,
         inputs: &HashSet<String>,
-        outputs: &[NewFile],
+        (outputs, written_with): (&[NewFile], &StatsSpec),
         data_change: bool,
     ) -> Result<Replaced, LakeError> {
         let engine = self.engine.as_ref();
         let mut snapshot = self.refresh(table)?;
         let mut conflicts = 0;
+        let added: HashSet<&str> = outputs.iter().map(|f| f.path.as_str()).collect();
         loop {
+            if super::table::stats_spec(table, &snapshot, engine)?.physical != written_with.physical {
+                return Ok(Replaced::SchemaChanged);
+            }
             let mut txn = snapshot
                 .clone()
                 .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, data_change)
                 .build(engine, Box::new(FileSystemCommitter::new()))
                 .map_err(LakeError::kernel(table))?;
-            let found = self.select_removals(table, &snapshot, inputs, |removal| txn.remove_files(removal))?;
-            if found < inputs.len() {
-                return Ok(Replaced::Gone { missing: inputs.len() - found });
+            let found =
+                self.select_removals(table, &snapshot, (inputs, &added), |removal| txn.remove_files(removal))?;
+            if !added.is_empty() && found.outputs == added.len() {
+                // An earlier attempt landed though its answer said otherwise (a 5xx after the
+                // PUT, retried into a 412): the outputs are in the table.
+                return Ok(Replaced::Committed { table_version: snapshot.version(), conflicts });
+            }
+            if found.inputs < inputs.len() {
+                return Ok(Replaced::Gone { missing: inputs.len() - found.inputs });
             }
             let write_state = txn.write_state().map_err(LakeError::kernel(table))?;
             let table_url = self.table_url(table)?;
@@ -139,6 +160,21 @@ impl DeltaLake {
                 txn.add_files(build_add_file_metadata(meta, &context).map_err(LakeError::kernel(table))?);
             }
             match txn.commit(engine).map_err(LakeError::kernel(table))? {
+                CommitResult::Committed(c)
+                    if outputs
+                        .first()
+                        .is_some_and(|f| !self.entry_adds(table, c.commit_version(), &f.path).unwrap_or(true)) =>
+                {
+                    // Another writer replaced the log entry (a store whose create-only PUT is not
+                    // atomic, see `verify`): the compaction is not in; try again on the next version.
+                    tracing::error!(
+                        table = table.name(),
+                        table_version = c.commit_version(),
+                        "another writer replaced the compaction's log entry: the store's create-only PUT is not atomic; committing again"
+                    );
+                    conflicts += 1;
+                    snapshot = Snapshot::builder_from(snapshot).build(engine).map_err(LakeError::kernel(table))?;
+                }
                 CommitResult::Committed(c) => {
                     let table_version = c.commit_version();
                     let post = match c.post_commit_snapshot() {
@@ -167,16 +203,17 @@ impl DeltaLake {
         }
     }
 
-    /// Hands `remove` the scan rows of `inputs` still in `snapshot`; returns how many were found.
+    /// Hands `remove` the scan rows of `inputs` still in `snapshot`; counts them, and the
+    /// `outputs` already in it.
     fn select_removals(
         &self,
         table: Table,
         snapshot: &SnapshotRef,
-        inputs: &HashSet<String>,
+        (inputs, outputs): (&HashSet<String>, &HashSet<&str>),
         mut remove: impl FnMut(FilteredEngineData),
-    ) -> Result<usize, LakeError> {
+    ) -> Result<Found, LakeError> {
         let scan = snapshot.clone().scan_builder().build().map_err(LakeError::kernel(table))?;
-        let mut found = 0;
+        let mut found = Found::default();
         for metadata in scan.scan_metadata(self.engine.as_ref()).map_err(LakeError::kernel(table))? {
             let (data, live) = metadata.map_err(LakeError::kernel(table))?.scan_files.into_parts();
             let data = ArrowEngineData::try_from_engine_data(data).map_err(LakeError::kernel(table))?;
@@ -185,12 +222,12 @@ impl DeltaLake {
                 .column_by_name("path")
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
                 .ok_or_else(|| LakeError::Other { table: table.name(), message: "scan rows have no path".into() })?;
-            let selected: Vec<bool> = (0..paths.len())
-                .map(|i| live.get(i).copied().unwrap_or(true) && paths.is_valid(i) && inputs.contains(paths.value(i)))
-                .collect();
+            let is_live = |i: usize| live.get(i).copied().unwrap_or(true) && paths.is_valid(i);
+            found.outputs += (0..paths.len()).filter(|i| is_live(*i) && outputs.contains(paths.value(*i))).count();
+            let selected: Vec<bool> = (0..paths.len()).map(|i| is_live(i) && inputs.contains(paths.value(i))).collect();
             let n = selected.iter().filter(|s| **s).count();
             if n > 0 {
-                found += n;
+                found.inputs += n;
                 remove(FilteredEngineData::try_new(data, selected).map_err(LakeError::kernel(table))?);
             }
         }
@@ -210,6 +247,13 @@ impl DeltaLake {
         }
         Ok(snapshot)
     }
+}
+
+/// What a scan found of a replacement's files.
+#[derive(Debug, Default)]
+struct Found {
+    inputs: usize,
+    outputs: usize,
 }
 
 fn live(file: ScanFile) -> LiveFile {

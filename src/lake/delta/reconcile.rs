@@ -7,9 +7,6 @@
 
 use std::collections::HashSet;
 
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
-
 use super::{DeltaLake, LakeError};
 use crate::schema::Table;
 use crate::sink::WriterId;
@@ -51,23 +48,14 @@ impl DeltaLake {
     pub fn added_since(&self, table: Table, names: &HashSet<String>, from: i64) -> Result<HashSet<String>, LakeError> {
         let mut found = HashSet::new();
         let Some(snapshot) = self.state().get(&table).map(|s| s.snapshot.clone()) else { return Ok(found) };
-        let url = self.table_url(table)?;
-        let runtime = tokio::runtime::Handle::current();
         let mut version = snapshot.version();
         let mut read = 0;
         loop {
-            let path = Path::from_url_path(format!("{}_delta_log/{version:020}.json", url.path()))
-                .map_err(|e| LakeError::Other { table: table.name(), message: format!("log entry path: {e}") })?;
-            let bytes = match runtime.block_on(async { self.store.get(&path).await?.bytes().await }) {
+            let bytes = match self.read_entry(table, version) {
                 Ok(bytes) => bytes,
                 // Cleaned up by another engine's log retention: nothing older can be read.
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => {
-                    return Err(LakeError::Kernel {
-                        table: table.name(),
-                        source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
-                    });
-                }
+                Err(e) if matches!(e.store_error(), Some(object_store::Error::NotFound { .. })) => break,
+                Err(e) => return Err(e),
             };
             read += 1;
             let entry = super::verify::Entry::parse(&bytes, &self.app_id);

@@ -2,11 +2,12 @@
 //! window ago, and objects no commit ever added (a compaction or upload that crashed before its
 //! commit), once they are older than the window.
 //!
-//! A file is kept when the newest version references it, when the version that was current at
-//! the window's start references it (time travel to any version inside the window still
-//! works), or when the object itself is younger than the window (it may be an upload whose commit
-//! is still to come, or a file added and removed inside the window). The log itself is never
-//! touched.
+//! A file is kept when the newest version references it (read before and after the listing),
+//! when the version that was current at the window's start references it, or when the object
+//! itself is younger than the window (it may be an upload whose commit is still to come, or a
+//! file added and removed inside the window). So time travel to any version inside the window
+//! works, except to a file uploaded before the window, committed inside it and removed since (a
+//! replica that replayed week-old uploads after an outage). The log itself is never touched.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -67,6 +68,9 @@ impl DeltaLake {
             keep.extend(referenced(table, &old, engine)?);
         }
 
+        // Listed after the first snapshot: read the table once more, so a file committed in
+        // between (an old upload replayed after an outage, say) is not taken for garbage.
+        keep.extend(referenced(table, &self.refresh(table)?, engine)?);
         let mut report = VacuumReport { window_version, ..VacuumReport::default() };
         let mut doomed = Vec::new();
         for object in &listed {

@@ -13,15 +13,25 @@ use crate::schema::Table;
 impl DeltaLake {
     /// True when log entry `table_version` of `table` carries this app's `txn` at `txn_version`.
     pub(super) fn entry_is_ours(&self, table: Table, table_version: u64, txn_version: i64) -> Result<bool, LakeError> {
+        Ok(carries_txn(&self.read_entry(table, table_version)?, &self.app_id, txn_version))
+    }
+
+    /// True when log entry `table_version` of `table` adds the file at `path`.
+    pub(super) fn entry_adds(&self, table: Table, table_version: u64, path: &str) -> Result<bool, LakeError> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        Ok(Entry::parse(&self.read_entry(table, table_version)?, &self.app_id).added.iter().any(|a| a == name))
+    }
+
+    /// The bytes of log entry `table_version`.
+    pub(super) fn read_entry(&self, table: Table, table_version: u64) -> Result<bytes::Bytes, LakeError> {
         let url = self.table_url(table)?;
         let path = Path::from_url_path(format!("{}_delta_log/{table_version:020}.json", url.path()))
             .map_err(|e| LakeError::Other { table: table.name(), message: format!("log entry path: {e}") })?;
         let read = async { self.store.get(&path).await?.bytes().await };
-        let bytes = tokio::runtime::Handle::current().block_on(read).map_err(|e| LakeError::Kernel {
+        tokio::runtime::Handle::current().block_on(read).map_err(|e| LakeError::Kernel {
             table: table.name(),
             source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
-        })?;
-        Ok(carries_txn(&bytes, &self.app_id, txn_version))
+        })
     }
 }
 
