@@ -50,6 +50,9 @@ pub enum Command {
     /// Delete files compaction removed longer ago than the retention window, and uploads no
     /// commit references (Delta tables).
     Vacuum(VacuumArgs),
+    /// Bring the bookings made before the bridge was installed (OnceHub's REST API) into the
+    /// bookings table, through a running `serve` (deduplicated and committed like webhooks).
+    Backfill(BackfillArgs),
     /// Check or repair the spool (stop `serve` first: both take the spool's lock).
     #[command(subcommand)]
     Spool(SpoolCommand),
@@ -107,6 +110,40 @@ pub struct CompactArgs {
     /// Rows are sorted in memory this many bytes at a time (the compaction's memory bound).
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub run_size: NonZeroUsize,
+}
+
+/// Settings of `backfill`.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The running receiver's webhook URL: backfilled bookings go through it like webhooks.
+    #[arg(long, env = "ONCEHUB_BRIDGE_TEST_URL", default_value = "http://127.0.0.1:8080/webhooks/oncehub")]
+    pub url: String,
+    /// Secret to sign with. Default: the one `serve` uses from <data-dir>.
+    #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub webhook_secret: Vec<String>,
+    /// Bookings last updated after this day (YYYY-MM-DD), or `last`: from the start of the last
+    /// complete run, minus --overlap (for a daily run from cron).
+    #[arg(long, default_value = "last")]
+    pub since: String,
+    /// Bookings last updated up to this day, inclusive (YYYY-MM-DD). Default: now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Go on with the interrupted run kept in <data-dir>/backfill.json, from its last page.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --since last, read again this far before the last run's start (the API's filters
+    /// are strict and may be day-resolution; re-read bookings add no row).
+    #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+    pub overlap: Duration,
+    /// At most this many API requests per --rate-window (default: OnceHub's 200 per 5 minutes per IP).
+    #[arg(long)]
+    pub rate_window_requests: Option<usize>,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rate_window: Duration,
 }
 
 /// Settings of `vacuum`.

@@ -1,6 +1,7 @@
 //! One file per CLI command: thin glue over the library's rooms, printing what it did.
 //! `serve` itself is `startup`.
 
+pub mod backfill;
 pub mod check;
 pub mod compact;
 pub mod config_check;

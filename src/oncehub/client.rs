@@ -7,6 +7,7 @@
 //! reconciles by listing); the `Request-Id` of every failed call is logged and kept in the error;
 //! lists are read to the end with `has_more` + `after`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -23,6 +24,9 @@ use crate::secret::ApiKey;
 pub const DEFAULT_BASE_URL: &str = "https://api.oncehub.com/v2";
 /// 5 requests/s per account, with a margin for clock and network jitter.
 const MIN_INTERVAL: Duration = Duration::from_millis(220);
+/// 200 requests per 5 minutes per IP: the documented cap, which binds first on long listings.
+pub const WINDOW_REQUESTS: usize = 200;
+pub const WINDOW: Duration = Duration::from_secs(300);
 const PAGE_SIZE: u32 = 100;
 
 /// Failed calls: at most this many attempts, backing off from the first delay, doubling up to the cap.
@@ -35,7 +39,15 @@ pub struct OnceHubClient {
     http: reqwest::Client,
     base: String,
     key: ApiKey,
-    next_slot: Mutex<Option<Instant>>,
+    next_slot: Mutex<Pacing>,
+}
+
+/// When the next request may go: one per [`MIN_INTERVAL`], and at most `window.0` in any
+/// `window.1` (the per-IP cap), from the times of the last requests.
+struct Pacing {
+    next: Option<Instant>,
+    window: (usize, Duration),
+    sent: VecDeque<Instant>,
 }
 
 impl std::fmt::Debug for OnceHubClient {
@@ -53,7 +65,30 @@ impl OnceHubClient {
             .build()
             .map_err(|e| ApiError::new(ApiErrorKind::Transport, format!("cannot build the HTTP client: {e}")))?;
         let base = base.as_str().trim_end_matches('/').to_owned();
-        Ok(OnceHubClient { http, base, key, next_slot: Mutex::new(None) })
+        let pacing = Pacing { next: None, window: (WINDOW_REQUESTS, WINDOW), sent: VecDeque::new() };
+        Ok(OnceHubClient { http, base, key, next_slot: Mutex::new(pacing) })
+    }
+
+    /// At most `requests` per `period` instead of the documented 200 per 5 minutes (a proxy or
+    /// NAT shared with other clients of the account's IP, or a test's scaled-down stand-in).
+    pub fn with_window(self, requests: usize, period: Duration) -> OnceHubClient {
+        let pacing = Pacing { next: None, window: (requests.max(1), period), sent: VecDeque::new() };
+        OnceHubClient { next_slot: Mutex::new(pacing), ..self }
+    }
+
+    /// One page of `GET /bookings` (newest first) with `query`'s filters, after the booking
+    /// `after`; bookings are kept as the JSON the API sent (their shape varies).
+    pub async fn bookings_page(
+        &self,
+        query: &[(&str, String)],
+        after: Option<&str>,
+    ) -> Result<Page<serde_json::Value>, ApiError> {
+        let mut query = query.to_vec();
+        query.push(("limit", PAGE_SIZE.to_string()));
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.call(Method::GET, "/bookings", &query, None).await
     }
 
     /// `GET /test`: the key is valid; returns the API's message (it names the account).
@@ -167,13 +202,21 @@ impl OnceHubClient {
         Err(ApiError { kind: kind_of(status), status: Some(status.as_u16()), message, param: parsed.param, request_id })
     }
 
-    /// Waits for this client's next request slot (at most one per [`MIN_INTERVAL`]).
+    /// Waits for this client's next request slot (at most one per [`MIN_INTERVAL`], and within
+    /// the window cap).
     async fn pace(&self) {
-        let mut next = self.next_slot.lock().await;
+        let mut pacing = self.next_slot.lock().await;
         let now = Instant::now();
-        let slot = next.map_or(now, |n| n.max(now));
-        *next = Some(slot + MIN_INTERVAL);
-        drop(next);
+        let mut slot = pacing.next.map_or(now, |n| n.max(now));
+        let (cap, period) = pacing.window;
+        while pacing.sent.len() >= cap {
+            let Some(oldest) = pacing.sent.pop_front() else { break };
+            // The request `cap` back must have left the window (plus the jitter margin).
+            slot = slot.max(oldest + period + (MIN_INTERVAL / 4));
+        }
+        pacing.sent.push_back(slot);
+        pacing.next = Some(slot + MIN_INTERVAL);
+        drop(pacing);
         tokio::time::sleep_until(slot).await;
     }
 }

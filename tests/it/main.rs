@@ -1,6 +1,7 @@
 //! Integration tests: the real service over a real socket, real Parquet read back by DuckDB, a real
 //! S3-compatible server on 127.0.0.1. One binary; nextest runs each test in its own process.
 
+mod backfill;
 mod check;
 mod cli;
 mod compact;

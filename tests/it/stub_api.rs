@@ -2,7 +2,10 @@
 //! `API-Key` auth (401 for a wrong key, 403 for a plan without API access), `GET /v2/test`,
 //! webhooks list (cursor pages, newest first, no secrets), get, create (https URL, known events,
 //! unique name → 409, secret returned once), delete (404 when gone), the documented error body,
-//! a `Request-Id` on every answer, the 5 requests/s limit (429), and injected failures.
+//! a `Request-Id` on every answer, the 5 requests/s limit (429), and injected failures. For the
+//! backfill (§11): `GET /v2/bookings` with cursor pages, `last_updated_time.gt/.lt`, `expand`
+//! (contact and conversation as ids or objects), and the per-IP window cap (200 per 5 minutes,
+//! scaled down by the tests) with 429 beyond it and a count of the most requests seen in a window.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +53,16 @@ struct State {
     recent: VecDeque<Instant>,
     log: Vec<String>,
     rate_limited: u64,
+    /// Listed bookings, newest `last_updated_time` first.
+    bookings: Vec<Value>,
+    /// The per-IP cap: requests per period.
+    window: Option<(usize, Duration)>,
+    /// When each call arrived, and its query (bookings calls).
+    arrivals: Vec<Instant>,
+    queries: Vec<String>,
+    window_limited: u64,
+    /// Bookings pages answered before every later call gets 401 (a revoked key).
+    pages_left: Option<u64>,
 }
 
 /// The running stand-in; stopped on drop.
@@ -78,6 +91,7 @@ impl StubApi {
                 .route("/v2/webhooks", web::post().to(create))
                 .route("/v2/webhooks/{id}", web::get().to(get))
                 .route("/v2/webhooks/{id}", web::delete().to(delete))
+                .route("/v2/bookings", web::get().to(list_bookings))
         })
         .workers(1)
         .disable_signals()
@@ -127,6 +141,65 @@ impl StubApi {
     /// Calls refused for going over 5 per second.
     pub fn rate_limited(&self) -> u64 {
         self.state().rate_limited
+    }
+
+    /// Serves `n` bookings, last updated one minute apart back from `newest`, in the shapes of
+    /// §11 (contact, conversation, owner as ids; objects when expanded).
+    pub fn seed_bookings(&self, n: usize, newest: chrono::DateTime<chrono::Utc>) {
+        let mut s = self.state();
+        s.bookings = (0..n)
+            .map(|i| {
+                let updated = newest - chrono::Duration::minutes(i as i64);
+                let created = updated - chrono::Duration::days(3);
+                json!({
+                    "object": "booking", "id": format!("BKNG-API{i:06}"), "tracking_id": format!("TRK{i:06}"),
+                    "subject": "Intro call", "status": if i % 7 == 0 { "canceled" } else { "scheduled" },
+                    "in_trash": false, "duration_minutes": 30, "owner": format!("USR-{:03}", i % 5),
+                    "creation_time": created.to_rfc3339(), "last_updated_time": updated.to_rfc3339(),
+                    "starting_time": (created + chrono::Duration::days(7)).to_rfc3339(),
+                    "customer_timezone": "Europe/Paris", "contact": format!("CTC-{i:06}"),
+                    "conversation": if i % 3 == 0 { json!(format!("CNV-{i:06}")) } else { Value::Null },
+                    "utm_params": if i % 2 == 0 { json!({"source": "ads", "medium": "cpc", "campaign": "q3", "term": null, "content": null}) } else { Value::Null },
+                    "form_submission": {"name": format!("Customer {i}"), "email": format!("c{i}@example.com")},
+                })
+            })
+            .collect();
+    }
+
+    /// The per-IP cap: at most `requests` per `period` (429 beyond).
+    pub fn set_window(&self, requests: usize, period: Duration) {
+        self.state().window = Some((requests, period));
+    }
+
+    /// After `pages` more bookings pages, every call answers 401.
+    pub fn revoke_after(&self, pages: u64) {
+        self.state().pages_left = Some(pages);
+    }
+
+    pub fn unrevoke(&self) {
+        self.state().pages_left = None;
+    }
+
+    /// The queries of the bookings calls, in order.
+    pub fn booking_queries(&self) -> Vec<String> {
+        self.state().queries.clone()
+    }
+
+    /// Calls refused for going over the window cap.
+    pub fn window_limited(&self) -> u64 {
+        self.state().window_limited
+    }
+
+    /// The most calls that arrived within any `period`, and within any second.
+    pub fn busiest(&self, period: Duration) -> (usize, usize) {
+        let s = self.state();
+        let most = |span: Duration| {
+            (0..s.arrivals.len())
+                .map(|i| s.arrivals[i..].iter().take_while(|t| t.duration_since(s.arrivals[i]) < span).count())
+                .max()
+                .unwrap_or(0)
+        };
+        (most(period), most(Duration::from_secs(1)))
     }
 }
 
@@ -303,4 +376,86 @@ async fn delete(req: HttpRequest, data: web::Data<Mutex<State>>, path: web::Path
         }
         None => error(404, id, "invalid_request_error", &format!("No such webhook: '{path}'"), Some("id")),
     }
+}
+
+async fn list_bookings(
+    req: HttpRequest,
+    data: web::Data<Mutex<State>>,
+    q: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    {
+        let mut s = data.lock().unwrap();
+        let now = Instant::now();
+        s.arrivals.push(now);
+        s.queries.push(req.query_string().to_owned());
+        if let Some((cap, period)) = s.window {
+            let recent = s.arrivals.iter().filter(|t| now.duration_since(**t) < period).count();
+            if recent > cap {
+                s.window_limited += 1;
+                s.requests += 1;
+                let id = s.requests;
+                return error(429, id, "rate_limit_error", "Request rate limit exceeded", None);
+            }
+        }
+        if s.pages_left == Some(0) {
+            s.requests += 1;
+            let id = s.requests;
+            return error(401, id, "authentication_error", "Invalid API key provided", None);
+        }
+    }
+    let (mut s, id) = match gate(&req, &data) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let limit: usize = get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return error(400, id, "invalid_request_error", "limit must be between 1 and 100", Some("limit"));
+    }
+    let time = |k: &str| get(k).map(|v| chrono::DateTime::parse_from_rfc3339(&v).map(|t| t.to_utc()));
+    let (gt, lt) = match (time("last_updated_time.gt").transpose(), time("last_updated_time.lt").transpose()) {
+        (Ok(gt), Ok(lt)) => (gt, lt),
+        _ => return error(400, id, "invalid_request_error", "Invalid date", Some("last_updated_time")),
+    };
+    if let (Some(gt), Some(lt)) = (gt, lt)
+        && gt > lt
+    {
+        return error(400, id, "invalid_request_error", "gt is later than lt", Some("last_updated_time.gt"));
+    }
+    let expand = get("expand").unwrap_or_default();
+    let in_range: Vec<&Value> = s
+        .bookings
+        .iter()
+        .filter(|b| {
+            let t = chrono::DateTime::parse_from_rfc3339(b["last_updated_time"].as_str().unwrap()).unwrap().to_utc();
+            gt.is_none_or(|g| t > g) && lt.is_none_or(|l| t < l)
+        })
+        .collect();
+    let start = match get("after") {
+        Some(after) => match in_range.iter().position(|b| b["id"] == after.as_str()) {
+            Some(i) => i + 1,
+            None => return error(400, id, "invalid_request_error", "No such booking", Some("after")),
+        },
+        None => 0,
+    };
+    let page: Vec<Value> = in_range
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|b| {
+            let mut b = (*b).clone();
+            if expand.contains("contact") {
+                b["contact"] = json!({"object": "contact", "id": b["contact"], "email": b["form_submission"]["email"]});
+            }
+            if expand.contains("conversation") && b["conversation"].is_string() {
+                b["conversation"] = json!({"object": "conversation", "id": b["conversation"], "status": "closed"});
+            }
+            b
+        })
+        .collect();
+    let has_more = start + page.len() < in_range.len();
+    if let Some(left) = s.pages_left.as_mut() {
+        *left -= 1;
+    }
+    answer(200, id, json!({"object": "list", "data": page, "has_more": has_more}))
 }
