@@ -78,7 +78,7 @@ pub fn envelope(booking: &Value) -> Option<Value> {
     let id = booking["id"].as_str()?;
     let updated = booking["last_updated_time"].as_str().or_else(|| booking["creation_time"].as_str())?;
     let digest = Sha256::digest(format!("{id}|{updated}").as_bytes());
-    let event_id = format!("BKFL-{}", &hex::encode(digest)[..32]);
+    let event_id = format!("{}{}", crate::event::BACKFILL_ID_PREFIX, &hex::encode(digest)[..32]);
     let mut data = booking.clone();
     if data.get("object").is_none() {
         data["object"] = json!("booking");

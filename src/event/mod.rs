@@ -11,7 +11,7 @@ pub(crate) mod fit;
 mod normalize;
 mod row;
 
-pub(crate) use row::{RowInput, build_row};
+pub(crate) use row::{BACKFILL_ID_PREFIX, RowInput, build_row};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;

@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 use super::normalize::{lookup, normalize, normalize_ids};
 use crate::schema::{ColumnType, MetaField, Source, TableSchema};
 
+/// How the ids of `backfill`'s synthetic events start (OnceHub's own start with `EVNT-`).
+pub(crate) const BACKFILL_ID_PREFIX: &str = "BKFL-";
+
 /// What a row is built from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RowInput<'a> {
@@ -40,6 +43,12 @@ fn meta(field: MetaField, input: &RowInput<'_>, ty: &ColumnType) -> Value {
     let text = |s: &str| Value::String(s.to_owned());
     match field {
         MetaField::ReceivedAt => Value::from(input.received_at.timestamp_micros()),
+        MetaField::Origin => {
+            let backfilled = input.json.is_some_and(|j| {
+                j["type"] == "backfill" && j["id"].as_str().is_some_and(|id| id.starts_with(BACKFILL_ID_PREFIX))
+            });
+            text(if backfilled { "api" } else { "webhook" })
+        }
         MetaField::RawEvent => match (input.json, std::str::from_utf8(input.body)) {
             (Some(_), Ok(s)) => text(s),
             _ => Value::Null,

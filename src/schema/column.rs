@@ -69,6 +69,8 @@ pub enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaField {
     ReceivedAt,
+    /// `webhook`, or `api` for a row `backfill` delivered.
+    Origin,
     RawEvent,
     RawBody,
     Reason,
@@ -130,6 +132,7 @@ fn parse_source(text: &str) -> Result<Source, String> {
     if let Some(meta) = text.strip_prefix('@') {
         let field = match meta {
             "received_at" => MetaField::ReceivedAt,
+            "source" => MetaField::Origin,
             "raw_event" => MetaField::RawEvent,
             "raw_body" => MetaField::RawBody,
             "reason" => MetaField::Reason,

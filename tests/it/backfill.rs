@@ -75,17 +75,30 @@ async fn backfill_lands_every_booking_once_within_the_rate_limits_and_resumes() 
     assert!(daily.status.success(), "{}", said(&daily));
     assert!(said(&daily).contains("already in the lake"), "{}", said(&daily));
 
+    // A webhook delivery of the same kind of row says `source = webhook`.
+    let event = oncehub_bridge::commands::samples::event("booking.scheduled", "EVNT-webhook-1", 0, Utc::now());
+    let body = serde_json::to_vec(&event).unwrap();
+    let secret = oncehub_bridge::secret::WebhookSecret::parse(SECRET).unwrap();
+    let sig = oncehub_bridge::oncehub::signature::sign(&secret, Utc::now().timestamp(), &body);
+    let sent = reqwest::Client::new().post(&url).header("Oncehub-Signature", sig).body(body).send().await.unwrap();
+    assert_eq!(sent.status(), 200);
     assert!(bin.terminate(Duration::from_secs(30)).success());
+    let webhook = duck(&format!("SELECT source FROM delta_scan('{lake}/bookings') WHERE event_id = 'EVNT-webhook-1'"));
+    assert_eq!(webhook.rows[0][0].as_str(), Some("webhook"));
     let d = duck(&format!(
         "SELECT count(*), count(DISTINCT event_id), count(DISTINCT booking_id), min(event_type), max(event_type), \
-         count(*) FILTER (WHERE event_id LIKE 'BKFL-%') FROM delta_scan('{lake}/bookings')"
+         count(*) FILTER (WHERE event_id LIKE 'BKFL-%'), count(*) FILTER (WHERE source = 'api'), \
+         count(contact_id), count(contact_email), count(utm_params.source) FROM delta_scan('{lake}/bookings')"
     ));
     let row = &d.rows[0];
-    assert_eq!(row[0].as_i64(), Some(1200), "one row per booking: {row:?}");
-    assert_eq!(row[1].as_i64(), Some(1200));
-    assert_eq!(row[2].as_i64(), Some(1200));
-    assert_eq!((row[3].as_str(), row[4].as_str()), (Some("backfill"), Some("backfill")));
+    assert_eq!(row[0].as_i64(), Some(1201), "one row per booking, and the webhook's: {row:?}");
+    assert_eq!(row[1].as_i64(), Some(1201));
+    assert_eq!(row[2].as_i64(), Some(1201));
+    assert_eq!((row[3].as_str(), row[4].as_str()), (Some("backfill"), Some("booking.scheduled")));
     assert_eq!(row[5].as_i64(), Some(1200), "synthetic ids that no webhook id can equal");
+    assert_eq!(row[6].as_i64(), Some(1200), "source = api");
+    assert_eq!((row[7].as_i64(), row[8].as_i64()), (Some(1200), Some(1200)), "the REST-only contact, expanded");
+    assert_eq!(row[9].as_i64(), Some(600), "utm_params where the booking has them");
 }
 
 #[test]
