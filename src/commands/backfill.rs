@@ -1,7 +1,8 @@
 //! `backfill`: the bookings made before the bridge was installed, from OnceHub's REST API
 //! (`GET /v2/bookings`, shared/oncehub-api.md §11), through the same durable path as webhooks.
 //!
-//! Each listed booking becomes a signed delivery to the running receiver (`--url`), so it is
+//! Each listed booking (and the conversation embedded in it, when `expand` gave the object: the
+//! API has no list of conversations) becomes a signed delivery to the running receiver (`--url`), so it is
 //! spooled, de-duplicated, batched and committed exactly like a webhook: an envelope with a
 //! synthetic id `BKFL-<hash of booking id and last_updated_time>` (stable across runs, never an
 //! `EVNT-` id, so re-reading a booking adds no row), `type: "backfill"`, `creation_time` =
@@ -75,13 +76,28 @@ impl BackfillState {
 
 /// The envelope a listed booking is delivered in.
 pub fn envelope(booking: &Value) -> Option<Value> {
-    let id = booking["id"].as_str()?;
     let updated = booking["last_updated_time"].as_str().or_else(|| booking["creation_time"].as_str())?;
+    wrap(booking, "booking", updated)
+}
+
+/// The envelope of the conversation embedded in an expanded booking (there is no list of
+/// conversations): a `conversations` row, at the booking's time unless it has its own.
+pub fn conversation_envelope(booking: &Value) -> Option<Value> {
+    let conversation = booking.get("conversation").filter(|c| c.is_object())?;
+    let updated = conversation["last_updated_time"]
+        .as_str()
+        .or_else(|| booking["last_updated_time"].as_str())
+        .or_else(|| booking["creation_time"].as_str())?;
+    wrap(conversation, "conversation", updated)
+}
+
+fn wrap(object: &Value, kind: &str, updated: &str) -> Option<Value> {
+    let id = object["id"].as_str()?;
     let digest = Sha256::digest(format!("{id}|{updated}").as_bytes());
     let event_id = format!("{}{}", crate::event::BACKFILL_ID_PREFIX, &hex::encode(digest)[..32]);
-    let mut data = booking.clone();
+    let mut data = object.clone();
     if data.get("object").is_none() {
-        data["object"] = json!("booking");
+        data["object"] = json!(kind);
     }
     Some(json!({
         "id": event_id, "object": "event", "type": "backfill", "creation_time": updated,
@@ -139,9 +155,11 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
                 bar.suspend(|| eprintln!("skipping a listed booking without id or times: {booking}"));
                 continue;
             };
-            match post(&http, &args.url, &secret, &event).await? {
-                Posted::Accepted => accepted += 1,
-                Posted::Duplicate => duplicates += 1,
+            for event in std::iter::once(event).chain(conversation_envelope(booking)) {
+                match post(&http, &args.url, &secret, &event).await? {
+                    Posted::Accepted => accepted += 1,
+                    Posted::Duplicate => duplicates += 1,
+                }
             }
             cursor.rows += 1;
             if cursor.rows.is_multiple_of(1000) && bar.is_hidden() {
@@ -163,7 +181,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     state.last_complete_start = Some(cursor.started);
     state.save(&path)?;
     println!(
-        "backfill done: {} bookings in {} pages ({accepted} new, {duplicates} already in the lake), last_updated_time {} to {}",
+        "backfill done: {} bookings in {} pages ({accepted} new rows, {duplicates} already in the lake, embedded conversations included), last_updated_time {} to {}",
         cursor.rows,
         cursor.pages,
         cursor.since.to_rfc3339(),
@@ -240,5 +258,19 @@ mod tests {
         let later = json!({"id": "BKNG-1", "object": "booking", "last_updated_time": "2026-01-03T00:00:00Z"});
         assert_ne!(envelope(&later).unwrap()["id"], e1["id"], "a newer state is a new row");
         assert!(envelope(&json!({"object": "booking"})).is_none());
+    }
+
+    #[test]
+    fn an_expanded_conversation_is_a_row_of_its_own_an_id_is_not() {
+        let b = json!({"id": "BKNG-1", "last_updated_time": "2026-01-02T03:04:05Z",
+            "conversation": {"object": "conversation", "id": "CNV-1", "status": "closed"}});
+        let c = conversation_envelope(&b).unwrap();
+        assert_eq!(c["data"]["object"], "conversation");
+        assert_eq!(c["creation_time"], "2026-01-02T03:04:05Z");
+        assert_ne!(c["id"], envelope(&b).unwrap()["id"]);
+        assert!(
+            conversation_envelope(&json!({"id": "BKNG-2", "last_updated_time": "x", "conversation": "CNV-2"}))
+                .is_none()
+        );
     }
 }

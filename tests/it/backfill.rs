@@ -41,7 +41,11 @@ async fn backfill_lands_every_booking_once_within_the_rate_limits_and_resumes() 
 
     let first = backfill(&api, &data, &url, &["--since", "2020-01-01"]);
     assert!(first.status.success(), "{}", said(&first));
-    assert!(said(&first).contains("1200 bookings in 12 pages (1200 new, 0 already in the lake)"), "{}", said(&first));
+    assert!(
+        said(&first).contains("1200 bookings in 12 pages (1600 new rows, 0 already in the lake"),
+        "{}",
+        said(&first)
+    );
     let (per_window, per_second) = api.busiest(Duration::from_secs(3));
     assert!(per_window <= 6, "at most 6 requests in any 3 s: {per_window}");
     assert!(per_second <= 5, "at most 5 requests in any second: {per_second}");
@@ -51,7 +55,7 @@ async fn backfill_lands_every_booking_once_within_the_rate_limits_and_resumes() 
     // Again: every booking is one the lake has.
     let again = backfill(&api, &data, &url, &["--since", "2020-01-01"]);
     assert!(again.status.success(), "{}", said(&again));
-    assert!(said(&again).contains("(0 new, 1200 already in the lake)"), "{}", said(&again));
+    assert!(said(&again).contains("(0 new rows, 1600 already in the lake"), "{}", said(&again));
 
     // Interrupted after 3 pages (the key revoked), then resumed from the fourth.
     api.revoke_after(3);
@@ -99,6 +103,13 @@ async fn backfill_lands_every_booking_once_within_the_rate_limits_and_resumes() 
     assert_eq!(row[6].as_i64(), Some(1200), "source = api");
     assert_eq!((row[7].as_i64(), row[8].as_i64()), (Some(1200), Some(1200)), "the REST-only contact, expanded");
     assert_eq!(row[9].as_i64(), Some(600), "utm_params where the booking has them");
+    // The 400 conversations the expanded bookings embed, as conversations rows.
+    let c = duck(&format!(
+        "SELECT count(*), count(DISTINCT conversation_id), min(source), max(source), min(status) FROM delta_scan('{lake}/conversations')"
+    ));
+    let row = &c.rows[0];
+    assert_eq!((row[0].as_i64(), row[1].as_i64()), (Some(400), Some(400)), "{row:?}");
+    assert_eq!((row[2].as_str(), row[3].as_str(), row[4].as_str()), (Some("api"), Some("api"), Some("closed")));
 }
 
 #[test]
