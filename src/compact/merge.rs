@@ -150,16 +150,7 @@ impl Merger {
             let group: Vec<Run> = self.runs.drain(..FAN_IN).collect();
             let mut merged = self.merged(group)?;
             let path = self.spill_path();
-            let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
-            let mut writer =
-                FileWriter::try_new_with_options(BufWriter::new(File::create(&path)?), &self.schema, options)?;
-            for batch in merged.by_ref() {
-                let batch = batch?;
-                for start in (0..batch.num_rows()).step_by(RUN_BATCH_ROWS) {
-                    writer.write(&batch.slice(start, RUN_BATCH_ROWS.min(batch.num_rows() - start)))?;
-                }
-            }
-            writer.finish()?;
+            spill(&path, &self.schema, merged.by_ref())?;
             dropped += merged.dropped;
             merged.remove_files();
             self.runs.push(Run::Disk(path));
@@ -359,11 +350,22 @@ fn key_columns(batch: &RecordBatch, columns: [usize; 3]) -> Vec<ArrayRef> {
     columns.iter().map(|c| batch.column(*c).clone()).collect()
 }
 
-fn spill(path: &Path, schema: &SchemaRef, run: SortedRun) -> Result<(), CompactError> {
+/// Writes sorted `batches` to a run file, in batches of at most [`RUN_BATCH_ROWS`].
+fn spill<E>(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, E>>,
+) -> Result<(), CompactError>
+where
+    CompactError: From<E>,
+{
     let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
     let mut writer = FileWriter::try_new_with_options(BufWriter::new(File::create(path)?), schema, options)?;
-    for chunk in run {
-        writer.write(&chunk?)?;
+    for batch in batches {
+        let batch = batch?;
+        for start in (0..batch.num_rows()).step_by(RUN_BATCH_ROWS) {
+            writer.write(&batch.slice(start, RUN_BATCH_ROWS.min(batch.num_rows() - start)))?;
+        }
     }
     writer.finish()?;
     Ok(())

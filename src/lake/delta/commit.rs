@@ -12,8 +12,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::expressions::Scalar;
-use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
-use delta_kernel::{FileMeta, Snapshot, SnapshotRef};
+use delta_kernel::transaction::{CommitResult, UpdateTableOperation, WriteState};
+use delta_kernel::{EngineData, FileMeta, Snapshot, SnapshotRef};
 use delta_kernel_default_engine::build_add_file_metadata;
 use delta_kernel_default_engine::parquet::DataFileMetadata;
 
@@ -139,21 +139,10 @@ impl DeltaLake {
             .build(engine, Box::new(FileSystemCommitter::new()))
             .map_err(kernel(table))?;
         let write_state = txn.write_state().map_err(kernel(table))?;
-        let table_url = self.table_url(table)?;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         for file in files {
-            let context = write_state
-                .write_context_builder()
-                .with_partition_values([(PARTITION_COLUMN.to_owned(), Scalar::Date(days(file.dt)))].into())
-                .build()
-                .map_err(kernel(table))?;
             let relative = file.key.as_str().strip_prefix(&format!("{}/", table.name())).unwrap_or(file.key.as_str());
-            let location = table_url.join(relative).map_err(|e| LakeError::Other {
-                table: table.name(),
-                message: format!("bad file URL {relative}: {e}"),
-            })?;
-            let meta = DataFileMetadata::new(FileMeta::new(location, now_ms, file.size), file.stats.clone());
-            txn.add_files(build_add_file_metadata(meta, &context).map_err(kernel(table))?);
+            let add = FileToAdd { dt: file.dt, relative, size: file.size, stats: &file.stats };
+            txn.add_files(self.add_action(table, &write_state, &add)?);
         }
         Ok(match txn.commit(engine).map_err(kernel(table))? {
             CommitResult::Committed(c) => {
@@ -167,6 +156,28 @@ impl DeltaLake {
             CommitResult::Conflicted(_) => Attempt::Conflicted,
             CommitResult::Retryable(r) => return Err(kernel(table)(r.error)),
         })
+    }
+
+    /// The `add` action of a file already in the table's directory, with its statistics and
+    /// `dt` partition value (the kernel builds it; the modification time is now).
+    pub(super) fn add_action(
+        &self,
+        table: Table,
+        write_state: &std::sync::Arc<WriteState>,
+        file: &FileToAdd<'_>,
+    ) -> Result<Box<dyn EngineData>, LakeError> {
+        let context = write_state
+            .write_context_builder()
+            .with_partition_values([(PARTITION_COLUMN.to_owned(), Scalar::Date(days(file.dt)))].into())
+            .build()
+            .map_err(LakeError::kernel(table))?;
+        let location = self.table_url(table)?.join(file.relative).map_err(|e| LakeError::Other {
+            table: table.name(),
+            message: format!("bad file URL {}: {e}", file.relative),
+        })?;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let meta = DataFileMetadata::new(FileMeta::new(location, now_ms, file.size), file.stats.clone());
+        build_add_file_metadata(meta, &context).map_err(LakeError::kernel(table))
     }
 
     fn remember(&self, table: Table, snapshot: SnapshotRef, version: i64) {
@@ -218,6 +229,15 @@ fn too_many(table: Table, conflicts: u32) -> Result<(), LakeError> {
     }
     let message = format!("{conflicts} commit conflicts in a row; retrying later");
     Err(LakeError::Other { table: table.name(), message })
+}
+
+/// A file for [`DeltaLake::add_action`].
+pub(super) struct FileToAdd<'a> {
+    pub(super) dt: chrono::NaiveDate,
+    /// Relative to the table's directory (`dt=…/part-….parquet`).
+    pub(super) relative: &'a str,
+    pub(super) size: u64,
+    pub(super) stats: &'a arrow_array::StructArray,
 }
 
 enum Attempt {

@@ -83,6 +83,11 @@ impl LakeError {
         }
     }
 
+    /// A failed read or write of the store, as the kernel would report it.
+    pub(crate) fn store(table: Table) -> impl FnOnce(object_store::Error) -> LakeError {
+        move |e| LakeError::Kernel { table: table.name(), source: Box::new(delta_kernel::KernelError::ObjectStore(e)) }
+    }
+
     pub(crate) fn kernel(table: Table) -> impl FnOnce(delta_kernel::KernelError) -> LakeError {
         move |source| LakeError::Kernel { table: table.name(), source: Box::new(source) }
     }

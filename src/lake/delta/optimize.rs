@@ -9,20 +9,16 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_array::{Array, StringArray, StructArray};
 use chrono::NaiveDate;
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
-use delta_kernel::expressions::Scalar;
 use delta_kernel::scan::state::ScanFile;
 use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
-use delta_kernel::{FileMeta, FilteredEngineData, Snapshot, SnapshotRef};
-use delta_kernel_default_engine::build_add_file_metadata;
-use delta_kernel_default_engine::parquet::DataFileMetadata;
+use delta_kernel::{FilteredEngineData, Snapshot, SnapshotRef};
 
-use super::commit::days;
+use super::commit::FileToAdd;
 use super::table::PARTITION_COLUMN;
 use super::{CHECKPOINT_INTERVAL, DeltaLake, ENGINE_INFO, LakeError, TableState};
 use crate::schema::Table;
@@ -144,20 +140,9 @@ impl DeltaLake {
                 return Ok(Replaced::Gone { missing: inputs.len() - found.inputs });
             }
             let write_state = txn.write_state().map_err(LakeError::kernel(table))?;
-            let table_url = self.table_url(table)?;
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             for file in outputs {
-                let context = write_state
-                    .write_context_builder()
-                    .with_partition_values([(PARTITION_COLUMN.to_owned(), Scalar::Date(days(file.dt)))].into())
-                    .build()
-                    .map_err(LakeError::kernel(table))?;
-                let location = table_url.join(&file.path).map_err(|e| LakeError::Other {
-                    table: table.name(),
-                    message: format!("bad file URL {}: {e}", file.path),
-                })?;
-                let meta = DataFileMetadata::new(FileMeta::new(location, now_ms, file.size), file.stats.clone());
-                txn.add_files(build_add_file_metadata(meta, &context).map_err(LakeError::kernel(table))?);
+                let add = FileToAdd { dt: file.dt, relative: &file.path, size: file.size, stats: &file.stats };
+                txn.add_files(self.add_action(table, &write_state, &add)?);
             }
             match txn.commit(engine).map_err(LakeError::kernel(table))? {
                 CommitResult::Committed(c)

@@ -42,10 +42,6 @@ impl DeltaLake {
     /// Deletes the table's data objects no version inside `retention` can need; `dry_run` only
     /// counts them.
     pub fn vacuum(&self, table: Table, retention: Duration, dry_run: bool) -> Result<VacuumReport, LakeError> {
-        let store_error = |e: object_store::Error| LakeError::Kernel {
-            table: table.name(),
-            source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
-        };
         let engine = self.engine.as_ref();
         let snapshot = self.refresh(table)?;
         let horizon = Utc::now()
@@ -56,7 +52,7 @@ impl DeltaLake {
             .map_err(|e| LakeError::Other { table: table.name(), message: format!("table path: {e}") })?;
         let runtime = tokio::runtime::Handle::current();
         let listed: Vec<object_store::ObjectMeta> =
-            runtime.block_on(self.store.list(Some(&prefix)).try_collect()).map_err(store_error)?;
+            runtime.block_on(self.store.list(Some(&prefix)).try_collect()).map_err(LakeError::store(table))?;
 
         let mut keep = referenced(table, &snapshot, engine)?;
         let window_version = version_at(&prefix, &listed, horizon);
@@ -93,7 +89,7 @@ impl DeltaLake {
             for location in &doomed {
                 match runtime.block_on(self.store.delete(location)) {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(store_error(e)),
+                    Err(e) => return Err(LakeError::store(table)(e)),
                 }
                 tracing::debug!(table = table.name(), key = %location, "vacuum deleted an unreferenced file");
             }

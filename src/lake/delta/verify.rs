@@ -28,10 +28,7 @@ impl DeltaLake {
         let path = Path::from_url_path(format!("{}_delta_log/{table_version:020}.json", url.path()))
             .map_err(|e| LakeError::Other { table: table.name(), message: format!("log entry path: {e}") })?;
         let read = async { self.store.get(&path).await?.bytes().await };
-        tokio::runtime::Handle::current().block_on(read).map_err(|e| LakeError::Kernel {
-            table: table.name(),
-            source: Box::new(delta_kernel::KernelError::ObjectStore(e)),
-        })
+        tokio::runtime::Handle::current().block_on(read).map_err(LakeError::store(table))
     }
 }
 
