@@ -19,6 +19,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod backfill;
 pub mod batcher;
 pub(crate) mod cli;
 pub mod commands;

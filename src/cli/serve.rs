@@ -65,6 +65,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_MAINTENANCE_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub maintenance_interval: Duration,
 
+    /// Backfill in the background (needs --api-key): the bookings and contacts OnceHub's API lists
+    /// as last updated after this day (YYYY-MM-DD), through the spool like webhooks; then again
+    /// every --backfill-every from the last complete run (minus a day). An interrupted backfill
+    /// goes on from its last page. Progress is kept in <data-dir>/backfill.json.
+    #[arg(long, env = "ONCEHUB_BRIDGE_BACKFILL_SINCE")]
+    pub backfill_since: Option<String>,
+
+    /// How often `serve`'s backfill reads again what changed since its last complete run (catches
+    /// what missed webhooks lost); 0: once.
+    #[arg(long, env = "ONCEHUB_BRIDGE_BACKFILL_EVERY", default_value = "1d", value_parser = parse_duration_or_zero)]
+    pub backfill_every: Duration,
+
     /// Webhook signing secrets, comma-separated (several during rotation). Default: the secret in
     /// <data-dir>/webhook-secret, generated on first start.
     #[arg(long, env = "ONCEHUB_WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]

@@ -1,9 +1,9 @@
 //! A small, consistent history for `send-test-event --all`, so the README's queries have
 //! something to answer on the sample data: bookings that go through several events (scheduled,
 //! rescheduled, completed; a no-show; a cancellation), conversations that turn into bookings and
-//! one that is abandoned, a OnceHub retry of an event already sent (answered `duplicate`), an
-//! event of another object (`other_events`) and a signed delivery that is not an event
-//! (`dead_letter`). Every table gets rows.
+//! one that is abandoned, a OnceHub retry of an event already sent (answered `duplicate`), a
+//! contact event (`contacts`), an event of another object (`other_events`) and a signed delivery
+//! that is not an event (`dead_letter`). Every table gets rows.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -108,7 +108,13 @@ pub fn story(tag: &str, now: DateTime<Utc>) -> Vec<Value> {
     let id = next_id(&out);
     out.push(json!({
         "id": id, "object": "event", "type": "contact.created", "creation_time": ts(now), "api_version": "v2",
-        "data": {"object": "contact", "id": format!("CTC-{tag}-1"), "email": "new.lead@example.org"},
+        "data": {"object": "contact", "id": format!("CTC-{tag}-1"), "email": "new.lead@example.org",
+            "creation_time": ts(now), "last_updated_time": ts(now)},
+    }));
+    let id = next_id(&out);
+    out.push(json!({
+        "id": id, "object": "event", "type": "user.updated", "creation_time": ts(now), "api_version": "v2",
+        "data": {"object": "user", "id": format!("USR-{tag}-9"), "email": "new.member@example.org"},
     }));
     let id = next_id(&out);
     out.push(json!({"id": id, "object": "event", "type": "booking.scheduled", "creation_time": ts(now), "data": "not an object"}));
@@ -126,7 +132,7 @@ mod tests {
         let events = story("t", Utc::now());
         let tables: std::collections::HashSet<Table> =
             events.iter().map(|e| Event::parse(&serde_json::to_vec(e).unwrap()).table()).collect();
-        assert_eq!(tables.len(), 4, "{tables:?}");
+        assert_eq!(tables.len(), Table::ALL.len(), "{tables:?}");
         let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
         let unique: std::collections::HashSet<&&str> = ids.iter().collect();
         assert_eq!(ids.len() - unique.len(), 1, "exactly one retry");

@@ -47,7 +47,24 @@ pub enum ConfigError {
     ShortRetention,
     #[error("--maintenance-interval must be greater than zero")]
     ZeroMaintenanceInterval,
+    #[error("--backfill-since / ONCEHUB_BRIDGE_BACKFILL_SINCE needs --api-key / ONCEHUB_API_KEY")]
+    BackfillNeedsKey,
+    #[error("--backfill-since / ONCEHUB_BRIDGE_BACKFILL_SINCE: {0:?} is not a day (YYYY-MM-DD)")]
+    BackfillSince(String),
 }
+
+/// `serve --backfill-since`: a background backfill into the spool.
+#[derive(Debug, Clone)]
+pub struct BackfillSettings {
+    pub api: ApiSettings,
+    /// The first run reads objects last updated after this.
+    pub first: chrono::DateTime<chrono::Utc>,
+    /// Later runs: this long after the last one ended, from its start minus [`BACKFILL_OVERLAP`].
+    pub every: Option<Duration>,
+}
+
+/// How far before the last complete run `serve`'s later backfills read again.
+pub const BACKFILL_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
 /// The least vacuum retention `serve` accepts (`vacuum --allow-short-retention` goes lower).
 pub const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(3600);
@@ -132,6 +149,7 @@ pub struct ServeSettings {
     pub subscription: Option<SubscriptionSettings>,
     pub tls: Option<TlsSettings>,
     pub maintenance: MaintenanceSettings,
+    pub backfill: Option<BackfillSettings>,
 }
 
 impl ServeSettings {
@@ -176,6 +194,20 @@ impl ServeSettings {
             interval: args.maintenance_interval,
         };
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let backfill_since = args.backfill_since.as_deref().map(str::trim).filter(|d| !d.is_empty());
+        let backfill = match (backfill_since, ApiSettings::from_args(&args.api)?) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::BackfillNeedsKey),
+            (Some(day), Some(api)) => {
+                let first = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                    .map_err(|_| ConfigError::BackfillSince(day.to_owned()))?;
+                Some(BackfillSettings {
+                    api,
+                    first: first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+                    every: (!args.backfill_every.is_zero()).then_some(args.backfill_every),
+                })
+            }
+        };
         let subscription = match (ApiSettings::from_args(&args.api)?, public_url) {
             (None, Some(_)) => {
                 tracing::warn!(
@@ -184,6 +216,8 @@ impl ServeSettings {
                 None
             }
             (None, None) => None,
+            // The key is there for the backfill only: the subscription is the user's.
+            (Some(_), None) if backfill.is_some() => None,
             (Some(_), None) => return Err(ConfigError::PublicUrlMissing),
             (Some(api), Some(url)) => {
                 let names = args.subscription.subscription_name.as_deref();
@@ -216,6 +250,7 @@ impl ServeSettings {
             subscription,
             tls,
             maintenance,
+            backfill,
             spool: SpoolOptions {
                 dir: data_dir.join("spool"),
                 max_bytes: args.spool_max_bytes.get() as u64,

@@ -161,6 +161,7 @@ impl Event {
         let table = match data_object {
             Some("booking") => Table::Bookings,
             Some("conversation") => Table::Conversations,
+            Some("contact") => Table::Contacts,
             _ => Table::OtherEvents,
         };
         let time = obj.get("creation_time").and_then(Value::as_str).and_then(normalize::parse_timestamp);
@@ -204,7 +205,9 @@ mod tests {
         assert_eq!(e.table, Table::Bookings);
         let c = br#"{"id":"EVNT-2","type":"booking.scheduled","data":{"object":"conversation"}}"#;
         assert!(matches!(Event::parse(c), Parsed::Event(Event { table: Table::Conversations, .. })));
-        let o = br#"{"id":"EVNT-3","type":"contact.created","data":{"object":"contact"}}"#;
+        let k = br#"{"id":"EVNT-3","type":"contact.created","data":{"object":"contact"}}"#;
+        assert!(matches!(Event::parse(k), Parsed::Event(Event { table: Table::Contacts, .. })));
+        let o = br#"{"id":"EVNT-5","type":"bot.updated","data":{"object":"bot"}}"#;
         assert!(matches!(Event::parse(o), Parsed::Event(Event { table: Table::OtherEvents, .. })));
         let none = br#"{"id":"EVNT-4","type":"x","data":{}}"#;
         assert!(matches!(Event::parse(none), Parsed::Event(Event { table: Table::OtherEvents, .. })));

@@ -76,10 +76,12 @@ impl OnceHubClient {
         OnceHubClient { next_slot: Mutex::new(pacing), ..self }
     }
 
-    /// One page of `GET /bookings` (newest first) with `query`'s filters, after the booking
-    /// `after`; bookings are kept as the JSON the API sent (their shape varies).
-    pub async fn bookings_page(
+    /// One page of a list endpoint (`/bookings`, `/contacts`; newest first) with `query`'s
+    /// filters, after the object `after`; objects are kept as the JSON the API sent (their shape
+    /// varies).
+    pub async fn list_page(
         &self,
+        path: &str,
         query: &[(&str, String)],
         after: Option<&str>,
     ) -> Result<Page<serde_json::Value>, ApiError> {
@@ -88,7 +90,7 @@ impl OnceHubClient {
         if let Some(after) = after {
             query.push(("after", after.to_owned()));
         }
-        self.call(Method::GET, "/bookings", &query, None).await
+        self.call(Method::GET, path, &query, None).await
     }
 
     /// `GET /test`: the key is valid; returns the API's message (it names the account).

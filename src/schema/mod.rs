@@ -21,11 +21,12 @@ pub(crate) const COMMON_COLUMNS: [&str; 6] =
     ["event_id", "event_type", "event_time", "received_at", "api_version", "raw_event"];
 
 /// The embedded schema files, in table-id order.
-const FILES: [(&str, &str); 4] = [
+const FILES: [(&str, &str); 5] = [
     ("bookings.toml", include_str!("../../schemas/bookings.toml")),
     ("conversations.toml", include_str!("../../schemas/conversations.toml")),
     ("other_events.toml", include_str!("../../schemas/other_events.toml")),
     ("dead_letter.toml", include_str!("../../schemas/dead_letter.toml")),
+    ("contacts.toml", include_str!("../../schemas/contacts.toml")),
 ];
 
 /// Which table a row belongs to. The discriminant indexes [`Catalog::tables`].
@@ -35,10 +36,13 @@ pub enum Table {
     Conversations = 1,
     OtherEvents = 2,
     DeadLetter = 3,
+    Contacts = 4,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Bookings, Table::Conversations, Table::OtherEvents, Table::DeadLetter];
+    /// The tables deliveries land in, in table-id order.
+    pub const ALL: [Table; 5] =
+        [Table::Bookings, Table::Conversations, Table::OtherEvents, Table::DeadLetter, Table::Contacts];
 
     /// The table's name, as used in object keys and in the schema file.
     pub fn name(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Table {
             Table::Conversations => "conversations",
             Table::OtherEvents => "other_events",
             Table::DeadLetter => "dead_letter",
+            Table::Contacts => "contacts",
         }
     }
 }
@@ -126,7 +131,7 @@ mod tests {
     #[test]
     fn every_embedded_schema_loads_with_the_fixed_columns() {
         let catalog = Catalog::load().expect("schemas load");
-        let required: [(Table, &[&str]); 4] = [
+        let required: [(Table, &[&str]); 5] = [
             (
                 Table::Bookings,
                 &[
@@ -158,6 +163,7 @@ mod tests {
             ),
             (Table::OtherEvents, &[]),
             (Table::DeadLetter, &["received_at", "reason", "error", "raw_body"]),
+            (Table::Contacts, &["contact_id", "email", "owner_id", "last_updated_time", "custom_fields", "source"]),
         ];
         for (table, cols) in required {
             let schema = &catalog.table(table).arrow;

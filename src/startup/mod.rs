@@ -31,6 +31,7 @@ use crate::secret::SecretFileError;
 use crate::sink::{StoreError, Uploader, from_root, open_root};
 use crate::spool::{OpenError, Spool};
 
+mod backfill;
 mod lake;
 mod maintenance;
 mod secrets;
@@ -89,6 +90,8 @@ pub struct Application {
     shutdown_timeout: Duration,
     /// The background compaction and vacuum, with the token that stops it.
     upkeep: Option<(CancellationToken, JoinHandle<()>)>,
+    /// `--backfill-since`: the background backfill, with the token that stops it.
+    backfill: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Application {
@@ -148,6 +151,10 @@ impl Application {
         });
         let (server, admin) = listeners.serve(&settings, tls_config, state, admin)?;
         log_ready(&settings, &listeners, &secrets);
+        let backfill = settings.backfill.as_ref().and_then(|b| {
+            let stop = CancellationToken::new();
+            backfill::spawn(b, spool.clone(), data_dir.clone(), stop.clone()).map(|task| (stop, task))
+        });
         Ok(Application {
             port: listeners.port,
             admin_port: listeners.admin_port,
@@ -158,6 +165,7 @@ impl Application {
             abort,
             shutdown_timeout: settings.shutdown_timeout,
             upkeep,
+            backfill,
         })
     }
 
@@ -198,6 +206,11 @@ impl Application {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         if let Some((stop, _)) = &self.upkeep {
             stop.cancel();
+        }
+        // Before the spool closes: the backfill's deliveries in flight end as a page to read again.
+        if let Some((stop, task)) = self.backfill {
+            stop.cancel();
+            let _ = task.await;
         }
         // The server future is polled here, so it must run alongside the stop request it answers.
         let stopped = handle.stop(true);

@@ -64,8 +64,11 @@ async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
     for e in samples::all_events("ddl", chrono::Utc::now()) {
         assert_eq!(post_signed_to(&client, &bin.url(), serde_json::to_vec(&e).unwrap()).await, 200);
     }
-    let other = br#"{"id":"EVNT-ddl-contact","type":"contact.created","api_version":"v2","data":{"object":"contact","id":"CTC-1"}}"#;
+    let other =
+        br#"{"id":"EVNT-ddl-user","type":"user.updated","api_version":"v2","data":{"object":"user","id":"USR-1"}}"#;
     assert_eq!(post_signed_to(&client, &bin.url(), other.to_vec()).await, 200);
+    let contact = br#"{"id":"EVNT-ddl-contact","type":"contact.created","api_version":"v2","data":{"object":"contact","id":"CTC-1","employees":12}}"#;
+    assert_eq!(post_signed_to(&client, &bin.url(), contact.to_vec()).await, 200);
     assert_eq!(post_signed_to(&client, &bin.url(), b"{not json".to_vec()).await, 200);
     assert!(bin.terminate(Duration::from_secs(30)).success());
 
@@ -91,7 +94,8 @@ async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
          (SELECT count(*) FROM other_events), (SELECT count(*) FROM dead_letter), \
          (SELECT typeof(dt) FROM bookings LIMIT 1), \
          (SELECT typeof(received_at) FROM bookings LIMIT 1), \
-         (SELECT count(*) FROM bookings WHERE owner.email IS NOT NULL OR form_submission.name IS NOT NULL)"
+         (SELECT count(*) FROM bookings WHERE owner.email IS NOT NULL OR form_submission.name IS NOT NULL), \
+         (SELECT count(*) FROM contacts WHERE contact_id = 'CTC-1' AND employees = 12)"
     ));
     let row = &views.rows[0];
     assert_eq!(row[0], direct("bookings"));
@@ -102,6 +106,7 @@ async fn the_duckdb_ddl_reads_every_table_of_a_real_lake_with_its_types() {
     assert_eq!(row[4], serde_json::json!("DATE"));
     assert_eq!(row[5], serde_json::json!("TIMESTAMP WITH TIME ZONE"));
     assert!(row[6].as_i64().unwrap() > 0, "nested fields are reachable");
+    assert_eq!(row[7], serde_json::json!(1), "the contact, typed, in contacts");
 }
 
 #[test]
@@ -129,7 +134,7 @@ fn ddl_for_each_engine_and_table_format_names_the_location() {
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success());
-            assert_eq!(text.matches(marker).count(), 4, "{engine} {format}: {text}");
+            assert_eq!(text.matches(marker).count(), 5, "{engine} {format}: {text}");
             assert!(text.contains("s3://my-bucket/oncehub/bookings"), "{engine}");
             // The Hive connector has no zoned timestamps.
             assert!(!text.contains("with time zone"), "{engine} {format}: {text}");

@@ -117,6 +117,7 @@ pub fn settings(dir: &Path) -> ServeSettings {
         body_timeout: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(30),
         workers: std::num::NonZeroUsize::new(2),
+        backfill: None,
         maintenance: oncehub_bridge::config::MaintenanceSettings {
             compact_after: None,
             target_size: 128 << 20,
@@ -247,8 +248,8 @@ pub fn delta_read(root: &str, tables: &[&str], apps: &[String], envs: &[(&str, S
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The four tables.
-pub const TABLES: [&str; 4] = ["bookings", "conversations", "other_events", "dead_letter"];
+/// Every event table.
+pub const TABLES: [&str; 5] = ["bookings", "conversations", "other_events", "dead_letter", "contacts"];
 
 /// The Delta `txn` app id of the instance whose data dir is `data_dir`.
 pub fn app_id(data_dir: &Path) -> String {

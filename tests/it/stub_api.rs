@@ -53,13 +53,14 @@ struct State {
     recent: VecDeque<Instant>,
     log: Vec<String>,
     rate_limited: u64,
-    /// Listed bookings, newest `last_updated_time` first.
+    /// Listed bookings and contacts, newest `last_updated_time` first.
     bookings: Vec<Value>,
+    contacts: Vec<Value>,
     /// The per-IP cap: requests per period.
     window: Option<(usize, Duration)>,
-    /// When each call arrived, and its query (bookings calls).
+    /// When each list call arrived, and its path and query.
     arrivals: Vec<Instant>,
-    queries: Vec<String>,
+    queries: Vec<(String, String)>,
     window_limited: u64,
     /// Bookings pages answered before every later call gets 401 (a revoked key).
     pages_left: Option<u64>,
@@ -92,6 +93,7 @@ impl StubApi {
                 .route("/v2/webhooks/{id}", web::get().to(get))
                 .route("/v2/webhooks/{id}", web::delete().to(delete))
                 .route("/v2/bookings", web::get().to(list_bookings))
+                .route("/v2/contacts", web::get().to(list_contacts))
         })
         .workers(1)
         .disable_signals()
@@ -166,12 +168,31 @@ impl StubApi {
             .collect();
     }
 
+    /// Serves `n` contacts, last updated one minute apart back from `newest`, with the fields of
+    /// the API notes' Contact object (some null, custom fields of mixed types).
+    pub fn seed_contacts(&self, n: usize, newest: chrono::DateTime<chrono::Utc>) {
+        self.state().contacts = (0..n)
+            .map(|i| {
+                let updated = newest - chrono::Duration::minutes(i as i64);
+                json!({
+                    "object": "contact", "id": format!("CTC-{i:06}"), "email": format!("c{i}@example.com"),
+                    "creation_time": (updated - chrono::Duration::days(30)).to_rfc3339(),
+                    "last_updated_time": updated.to_rfc3339(), "last_interacted_time": null,
+                    "owner": format!("USR-{:03}", i % 5), "status": if i % 4 == 0 { json!("Qualified") } else { Value::Null },
+                    "first_name": "Carrie", "last_name": format!("Customer {i}"), "company": "Acme Inc",
+                    "employees": 40 + i as i64, "has_consent": i % 2 == 0, "phone": null, "timezone": "Europe/Paris",
+                    "custom_fields": [{"name": "plan", "value": "pro"}, {"name": "seats", "value": i}],
+                })
+            })
+            .collect();
+    }
+
     /// The per-IP cap: at most `requests` per `period` (429 beyond).
     pub fn set_window(&self, requests: usize, period: Duration) {
         self.state().window = Some((requests, period));
     }
 
-    /// After `pages` more bookings pages, every call answers 401.
+    /// After `pages` more list pages, every call answers 401.
     pub fn revoke_after(&self, pages: u64) {
         self.state().pages_left = Some(pages);
     }
@@ -182,7 +203,16 @@ impl StubApi {
 
     /// The queries of the bookings calls, in order.
     pub fn booking_queries(&self) -> Vec<String> {
-        self.state().queries.clone()
+        self.queries_of("/v2/bookings")
+    }
+
+    /// The queries of the contacts calls, in order.
+    pub fn contact_queries(&self) -> Vec<String> {
+        self.queries_of("/v2/contacts")
+    }
+
+    fn queries_of(&self, path: &str) -> Vec<String> {
+        self.state().queries.iter().filter(|(p, _)| p == path).map(|(_, q)| q.clone()).collect()
     }
 
     /// Calls refused for going over the window cap.
@@ -383,11 +413,30 @@ async fn list_bookings(
     data: web::Data<Mutex<State>>,
     q: web::Query<Vec<(String, String)>>,
 ) -> HttpResponse {
+    list_objects(req, data, q, |s| &s.bookings).await
+}
+
+async fn list_contacts(
+    req: HttpRequest,
+    data: web::Data<Mutex<State>>,
+    q: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    list_objects(req, data, q, |s| &s.contacts).await
+}
+
+/// A list endpoint of §11 over `objects`: the window cap, the key, `limit`, the strict
+/// `last_updated_time` range, `after`, and `expand` (bookings' contact and conversation).
+async fn list_objects(
+    req: HttpRequest,
+    data: web::Data<Mutex<State>>,
+    q: web::Query<Vec<(String, String)>>,
+    objects: fn(&State) -> &Vec<Value>,
+) -> HttpResponse {
     {
         let mut s = data.lock().unwrap();
         let now = Instant::now();
         s.arrivals.push(now);
-        s.queries.push(req.query_string().to_owned());
+        s.queries.push((req.path().to_owned(), req.query_string().to_owned()));
         if let Some((cap, period)) = s.window {
             let recent = s.arrivals.iter().filter(|t| now.duration_since(**t) < period).count();
             if recent > cap {
@@ -423,8 +472,7 @@ async fn list_bookings(
         return error(400, id, "invalid_request_error", "gt is later than lt", Some("last_updated_time.gt"));
     }
     let expand = get("expand").unwrap_or_default();
-    let in_range: Vec<&Value> = s
-        .bookings
+    let in_range: Vec<&Value> = objects(&s)
         .iter()
         .filter(|b| {
             let t = chrono::DateTime::parse_from_rfc3339(b["last_updated_time"].as_str().unwrap()).unwrap().to_utc();
@@ -434,7 +482,7 @@ async fn list_bookings(
     let start = match get("after") {
         Some(after) => match in_range.iter().position(|b| b["id"] == after.as_str()) {
             Some(i) => i + 1,
-            None => return error(400, id, "invalid_request_error", "No such booking", Some("after")),
+            None => return error(400, id, "invalid_request_error", "No such object", Some("after")),
         },
         None => 0,
     };
