@@ -63,6 +63,7 @@ pub async fn run(layered: Layered) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check(args)) => commands::config_check::run(&layered.provenance, args),
         Command::Compact(args) => commands::compact::run(args).await,
         Command::Backfill(args) => commands::backfill::run(args).await,
+        Command::Current(args) => commands::compact::current(args).await,
         Command::Vacuum(args) => commands::compact::vacuum(args).await,
         Command::Spool(cli::SpoolCommand::Verify(args)) => commands::spool::verify(&args),
         Command::Spool(cli::SpoolCommand::Repair(args)) => commands::spool::repair(&args),

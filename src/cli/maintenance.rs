@@ -1,4 +1,5 @@
-//! The settings of the lake's upkeep and history commands: `compact`, `vacuum`, `backfill`.
+//! The settings of the lake's upkeep and history commands: `compact`, `vacuum`, `current`,
+//! `backfill`.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ pub struct LakeArgs {
     /// The lake's --table-format: `delta` (the default) or `parquet`.
     #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = crate::lake::TableFormat::Delta)]
     pub table_format: crate::lake::TableFormat,
-    /// Only this table (bookings, conversations, other_events, dead_letter); repeat for more.
-    /// Default: every table.
+    /// Only this table (bookings, conversations, other_events, dead_letter, contacts,
+    /// bookings_current); repeat for more. Default: every table.
     #[arg(long = "table", value_parser = parse_table)]
     pub tables: Vec<crate::schema::Table>,
     /// Only report what would be done.
@@ -51,6 +52,37 @@ pub struct CompactArgs {
     /// Rows are sorted in memory this many bytes at a time (the compaction's memory bound).
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub run_size: NonZeroUsize,
+}
+
+/// Settings of `current`.
+#[derive(Debug, Clone, Args)]
+pub struct CurrentArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The lake, as for `serve`. Default: <data-dir>/lake.
+    #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// `bookings_current` is kept for Delta tables; the plain layout has a view (`schema ddl`).
+    #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = crate::lake::TableFormat::Delta)]
+    pub table_format: crate::lake::TableFormat,
+    /// Cut files at about this size.
+    #[arg(long, env = "ONCEHUB_BRIDGE_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub target_size: NonZeroUsize,
+    /// Only report which partitions would be rewritten.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl CurrentArgs {
+    pub fn lake(&self) -> LakeArgs {
+        LakeArgs {
+            data: self.data.clone(),
+            storage_url: self.storage_url.clone(),
+            table_format: self.table_format,
+            tables: vec![crate::schema::Table::BookingsCurrent],
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// Settings of `backfill`.
@@ -102,8 +134,8 @@ pub struct VacuumArgs {
 }
 
 fn parse_table(text: &str) -> Result<crate::schema::Table, String> {
-    crate::schema::Table::ALL.into_iter().find(|t| t.name() == text.trim()).ok_or_else(|| {
-        let names: Vec<&str> = crate::schema::Table::ALL.iter().map(|t| t.name()).collect();
+    crate::schema::Table::LAKE.into_iter().find(|t| t.name() == text.trim()).ok_or_else(|| {
+        let names: Vec<&str> = crate::schema::Table::LAKE.iter().map(|t| t.name()).collect();
         format!("unknown table; one of {}", names.join(", "))
     })
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod maintenance;
 mod serve;
 
-pub(crate) use maintenance::{BackfillArgs, CompactArgs, LakeArgs, VacuumArgs};
+pub(crate) use maintenance::{BackfillArgs, CompactArgs, CurrentArgs, LakeArgs, VacuumArgs};
 pub(crate) use serve::ServeArgs;
 
 /// Lands OnceHub webhook deliveries as typed Parquet tables on S3-compatible storage.
@@ -52,9 +52,12 @@ pub enum Command {
     /// Delete files compaction removed longer ago than the retention window, and uploads no
     /// commit references (Delta tables).
     Vacuum(VacuumArgs),
-    /// Bring the bookings made before the bridge was installed (OnceHub's REST API) into the
-    /// bookings table, through a running `serve` (deduplicated and committed like webhooks).
+    /// Bring the bookings and contacts from before the bridge was installed (OnceHub's REST API)
+    /// into the lake, through a running `serve` (deduplicated and committed like webhooks).
     Backfill(BackfillArgs),
+    /// Bring `bookings_current` (one row per booking, its latest state) up to date with
+    /// `bookings` now (`serve` does it after each compaction round).
+    Current(CurrentArgs),
     /// Check or repair the spool (stop `serve` first: both take the spool's lock).
     #[command(subcommand)]
     Spool(SpoolCommand),

@@ -1,5 +1,5 @@
-//! `compact` and `vacuum`: the lake's upkeep by hand, with the settings `serve` reads (it does
-//! both by itself for closed days). A progress bar on a terminal; one line per partition (or
+//! `compact`, `vacuum` and `current`: the lake's upkeep by hand, with the settings `serve` reads
+//! (it does all three by itself). A progress bar on a terminal; one line per partition (or
 //! table) on stdout either way.
 
 use std::io::IsTerminal;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CompactArgs, LakeArgs, VacuumArgs};
+use crate::cli::{CompactArgs, CurrentArgs, LakeArgs, VacuumArgs};
 use crate::compact::{Compactor, Layout, Options, Outcome, Partition};
 use crate::config::{MIN_VACUUM_RETENTION, resolve};
 use crate::lake::{DeltaLake, TableFormat};
@@ -117,6 +117,17 @@ fn progress_bar(total: u64) -> ProgressBar {
     ProgressBar::new(total).with_style(style)
 }
 
+/// `oncehub-bridge current`.
+pub async fn current(args: CurrentArgs) -> anyhow::Result<()> {
+    let lake = open(&args.lake())?;
+    let options = Options { target_size: args.target_size.get() as u64, dry_run: args.dry_run, ..Options::default() };
+    let compactor = Compactor::new(lake.layout, lake.store, lake.catalog, options, tokio::runtime::Handle::current());
+    let report = tokio::task::spawn_blocking(move || compactor.rebuild_current()).await?;
+    let report = report.with_context(|| format!("{}: cannot bring bookings_current up to date", lake.shown))?;
+    println!("{report}");
+    Ok(())
+}
+
 /// `oncehub-bridge vacuum`.
 pub async fn vacuum(args: VacuumArgs) -> anyhow::Result<()> {
     let retention = args.vacuum_retention;
@@ -134,7 +145,9 @@ pub async fn vacuum(args: VacuumArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let (tables, dry_run) = (lake.tables, args.lake.dry_run);
+    // bookings_current too: each rebuild removes the files of the partitions it rewrote.
+    let tables = if args.lake.tables.is_empty() { Table::LAKE.to_vec() } else { lake.tables };
+    let dry_run = args.lake.dry_run;
     tokio::task::spawn_blocking(move || {
         for table in tables {
             if delta.open_existing(table)?.is_none() {

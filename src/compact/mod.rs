@@ -17,6 +17,7 @@
 //! `spawn_blocking`.
 
 mod adapt;
+mod current;
 mod merge;
 mod output;
 mod plain;
@@ -43,6 +44,7 @@ use crate::lake::{DeltaLake, LakeError};
 use crate::schema::{Catalog, Table};
 use crate::sink::StatsSpec;
 
+pub use current::{CurrentOutcome, CurrentReport};
 pub use report::{Outcome, Report};
 
 /// The default size of a compacted file.
@@ -292,7 +294,7 @@ impl Compactor {
                 };
                 // An error here leaves the outputs: the commit may have landed (vacuum removes
                 // them if it did not).
-                match lake.replace(table, &inputs, (&outputs, &spec), report.dropped > 0)? {
+                match lake.replace(table, &inputs, (&outputs, &spec), report.dropped > 0, None)? {
                     Replaced::Committed { table_version, .. } => {
                         Outcome::Compacted { table_version: Some(table_version) }
                     }

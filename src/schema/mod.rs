@@ -37,12 +37,24 @@ pub enum Table {
     OtherEvents = 2,
     DeadLetter = 3,
     Contacts = 4,
+    /// Derived, not delivered: one row per booking, its latest state (`compact::current`).
+    BookingsCurrent = 5,
 }
 
 impl Table {
     /// The tables deliveries land in, in table-id order.
     pub const ALL: [Table; 5] =
         [Table::Bookings, Table::Conversations, Table::OtherEvents, Table::DeadLetter, Table::Contacts];
+
+    /// Every table of the lake: the delivered ones, then `bookings_current`.
+    pub const LAKE: [Table; 6] = [
+        Table::Bookings,
+        Table::Conversations,
+        Table::OtherEvents,
+        Table::DeadLetter,
+        Table::Contacts,
+        Table::BookingsCurrent,
+    ];
 
     /// The table's name, as used in object keys and in the schema file.
     pub fn name(self) -> &'static str {
@@ -52,6 +64,7 @@ impl Table {
             Table::OtherEvents => "other_events",
             Table::DeadLetter => "dead_letter",
             Table::Contacts => "contacts",
+            Table::BookingsCurrent => "bookings_current",
         }
     }
 }
@@ -90,11 +103,19 @@ struct FileDef {
 impl Catalog {
     /// Parses and checks the embedded schema files.
     pub fn load() -> Result<Catalog, SchemaError> {
-        let tables = FILES
+        let mut tables: Vec<TableSchema> = FILES
             .iter()
             .zip(Table::ALL)
             .map(|((file, text), table)| parse_table(file, text, table))
             .collect::<Result<_, _>>()?;
+        let bookings = &tables[Table::Bookings as usize];
+        let current = TableSchema {
+            name: Table::BookingsCurrent.name().to_owned(),
+            doc: "One row per booking_id: its bookings row with the greatest last_updated_time (a webhook row on ties), kept by oncehub-bridge (compaction rounds of serve, or `oncehub-bridge current`).".to_owned(),
+            columns: bookings.columns.clone(),
+            arrow: bookings.arrow.clone(),
+        };
+        tables.push(current);
         Ok(Catalog { tables })
     }
 
@@ -102,8 +123,9 @@ impl Catalog {
         &self.tables[table as usize]
     }
 
+    /// Every table of the lake, `bookings_current` last.
     pub fn tables(&self) -> impl Iterator<Item = (Table, &TableSchema)> {
-        Table::ALL.into_iter().zip(self.tables.iter())
+        Table::LAKE.into_iter().zip(self.tables.iter())
     }
 }
 

@@ -30,7 +30,7 @@ pub(super) async fn open(
     let lake = Arc::new(DeltaLake::new(root, local_dir, writer, catalog));
     let preparing = lake.clone();
     let prepared =
-        tokio::task::spawn_blocking(move || Table::ALL.into_iter().try_for_each(|t| preparing.prepare(t).map(drop)));
+        tokio::task::spawn_blocking(move || Table::LAKE.into_iter().try_for_each(|t| preparing.prepare(t).map(drop)));
     match tokio::time::timeout(PREPARE_WAIT, prepared).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) if e.is_permanent() => return Err(e),

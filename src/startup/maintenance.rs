@@ -1,5 +1,6 @@
 //! Background upkeep of the Delta tables in `serve`: every `--maintenance-interval`, compact each
-//! partition whose day ended more than `--compact-after` ago, and once a day vacuum each table
+//! partition whose day ended more than `--compact-after` ago, then bring `bookings_current` up to
+//! date when `bookings` has a new version (with compaction on), and once a day vacuum each table
 //! with `--vacuum-retention`.
 //!
 //! Each round runs on a thread of its own at the lowest priority (nice 19, below the batcher's 10; the HTTP
@@ -46,7 +47,7 @@ pub(super) fn spawn(
     let lake = Arc::new(DeltaLake::new(root, local_dir, writer, catalog.clone()));
     let temp_dir = settings.data_dir.join("compact-tmp");
     Some(tokio::spawn(async move {
-        let mut vacuumed: HashMap<Table, Instant> = HashMap::new();
+        let mut kept = Kept::default();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -59,7 +60,7 @@ pub(super) fn spawn(
                 upkeep: upkeep.clone(),
                 temp_dir: temp_dir.clone(),
                 stop: stop.clone(),
-                vacuumed: std::mem::take(&mut vacuumed),
+                kept: std::mem::take(&mut kept),
             };
             let (done, finished) = tokio::sync::oneshot::channel();
             let runtime = tokio::runtime::Handle::current();
@@ -72,7 +73,7 @@ pub(super) fn spawn(
                 continue;
             }
             match finished.await {
-                Ok(done) => vacuumed = done,
+                Ok(done) => kept = done,
                 Err(_) => tracing::error!("the background compaction panicked; it runs again next interval"),
             }
         }
@@ -87,18 +88,26 @@ struct Round {
     upkeep: MaintenanceSettings,
     temp_dir: std::path::PathBuf,
     stop: CancellationToken,
+    kept: Kept,
+}
+
+/// What rounds remember.
+#[derive(Default)]
+struct Kept {
+    /// When each table was last vacuumed.
     vacuumed: HashMap<Table, Instant>,
+    /// The `bookings` version `bookings_current` was last brought up to date with.
+    current_from: Option<u64>,
 }
 
 impl Round {
-    /// Returns when each table was last vacuumed.
-    fn run(mut self) -> HashMap<Table, Instant> {
+    fn run(mut self) -> Kept {
         lowest_priority();
         // Sorted runs a killed compaction left behind (this directory is the bridge's own).
         let _ = std::fs::remove_dir_all(&self.temp_dir);
         if let Err(e) = std::fs::create_dir_all(&self.temp_dir) {
             tracing::warn!(dir = %self.temp_dir.display(), error = %e, "cannot create the compaction's temporary directory");
-            return self.vacuumed;
+            return self.kept;
         }
         for table in Table::ALL {
             if self.stop.is_cancelled() {
@@ -107,11 +116,65 @@ impl Round {
             if let Some(after) = self.upkeep.compact_after {
                 self.compact(table, after);
             }
-            if let Some(retention) = self.upkeep.vacuum_retention {
+        }
+        if self.upkeep.compact_after.is_some() && !self.stop.is_cancelled() {
+            self.current();
+        }
+        for table in Table::LAKE {
+            if let Some(retention) = self.upkeep.vacuum_retention
+                && !self.stop.is_cancelled()
+            {
                 self.vacuum(table, retention);
             }
         }
-        self.vacuumed
+        self.kept
+    }
+
+    fn compactor(&self, options: Options) -> Compactor {
+        Compactor::new(
+            Layout::Delta(self.lake.clone()),
+            self.store.clone(),
+            self.catalog.clone(),
+            options,
+            tokio::runtime::Handle::current(),
+        )
+        .with_cancel(self.stop.clone())
+    }
+
+    /// `bookings_current`, when `bookings` changed since the last rebuild.
+    fn current(&mut self) {
+        let version = match self.lake.open_existing(Table::Bookings) {
+            Ok(Some(_)) => self.lake.versioned_files(Table::Bookings).map(|(v, _)| v),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        match version {
+            Ok(v) if Some(v) == self.kept.current_from => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the bookings table; bookings_current waits for the next interval");
+                return;
+            }
+        }
+        let options = Options { target_size: self.upkeep.target_size, ..Options::default() };
+        match self.compactor(options).rebuild_current() {
+            Ok(report) => {
+                if report.outcome != crate::compact::CurrentOutcome::Lost {
+                    self.kept.current_from = Some(report.bookings_version);
+                }
+                tracing::info!(
+                    bookings = report.bookings,
+                    rewritten = report.rewritten,
+                    rows = report.rows_written,
+                    elapsed_ms = report.elapsed.as_millis() as u64,
+                    "{report}"
+                );
+            }
+            Err(CompactError::Cancelled) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot bring bookings_current up to date; trying again next interval")
+            }
+        }
     }
 
     fn compact(&self, table: Table, after: Duration) {
@@ -126,14 +189,7 @@ impl Round {
             temp_dir: self.temp_dir.clone(),
             ..Options::default()
         };
-        let compactor = Compactor::new(
-            Layout::Delta(self.lake.clone()),
-            self.store.clone(),
-            self.catalog.clone(),
-            options,
-            tokio::runtime::Handle::current(),
-        )
-        .with_cancel(self.stop.clone());
+        let compactor = self.compactor(options);
         let partitions = match compactor.plan(table) {
             Ok(p) => p,
             Err(e) => {
@@ -158,7 +214,7 @@ impl Round {
     }
 
     fn vacuum(&mut self, table: Table, retention: Duration) {
-        if self.vacuumed.get(&table).is_some_and(|at| at.elapsed() < VACUUM_EVERY) {
+        if self.kept.vacuumed.get(&table).is_some_and(|at| at.elapsed() < VACUUM_EVERY) {
             return;
         }
         let vacuumed = match self.lake.open_existing(table) {
@@ -168,7 +224,7 @@ impl Round {
         };
         match vacuumed {
             Ok(report) => {
-                self.vacuumed.insert(table, Instant::now());
+                self.kept.vacuumed.insert(table, Instant::now());
                 crate::metrics::vacuumed(table.name(), report.deleted);
                 tracing::info!(
                     table = table.name(),

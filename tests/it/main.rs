@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod compact;
 mod config;
+mod current;
 mod delta;
 mod deploy;
 mod durability;

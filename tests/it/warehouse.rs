@@ -65,10 +65,12 @@ async fn spark_runs_the_plain_layout_ddl_on_a_lake_with_empty_tables() {
         &ddl("spark", &lake),
         "SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM conversations), \
          (SELECT count(*) FROM other_events), (SELECT count(*) FROM dead_letter), \
-         (SELECT count(DISTINCT dt) FROM bookings WHERE dt <> '1970-01-01'), (SELECT count(*) FROM contacts)",
+         (SELECT count(DISTINCT dt) FROM bookings WHERE dt <> '1970-01-01'), (SELECT count(*) FROM contacts), \
+         (SELECT count(*) FROM bookings_current) = (SELECT count(DISTINCT booking_id) FROM bookings)",
         dir.path(),
     );
-    assert_eq!(rows, vec![vec![json!(n.to_string()), json!("0"), json!("0"), json!("0"), json!("1"), json!("0")]]);
+    let want = [json!(n.to_string()), json!("0"), json!("0"), json!("0"), json!("1"), json!("0"), json!("True")];
+    assert_eq!(rows, vec![want.to_vec()], "bookings_current is a view Spark runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,8 +80,12 @@ async fn duckdb_views_of_the_plain_layout_bind_on_empty_tables() {
     let d = duck(&format!(
         "{} SELECT (SELECT count(*) FROM bookings), (SELECT count(*) FROM conversations), \
          (SELECT count(*) FROM other_events), (SELECT count(*) FROM dead_letter), \
-         (SELECT typeof(dt) FROM bookings LIMIT 1), (SELECT count(*) FROM contacts)",
+         (SELECT typeof(dt) FROM bookings LIMIT 1), (SELECT count(*) FROM contacts), \
+         (SELECT count(*) FROM bookings_current), (SELECT count(DISTINCT booking_id) FROM bookings), \
+         (SELECT count(*) FROM (SELECT booking_id FROM bookings_current GROUP BY 1 HAVING count(*) > 1))",
         ddl("duckdb", &lake)
     ));
-    assert_eq!(d.rows[0], vec![json!(n), json!(0), json!(0), json!(0), json!("DATE"), json!(0)]);
+    assert_eq!(d.rows[0][..6], vec![json!(n), json!(0), json!(0), json!(0), json!("DATE"), json!(0)]);
+    assert_eq!(d.rows[0][6], d.rows[0][7], "the bookings_current view: one row per booking");
+    assert_eq!(d.rows[0][8], json!(0));
 }

@@ -94,6 +94,11 @@ impl DeltaLake {
 
     /// Every data file of the table's newest version.
     pub fn live_files(&self, table: Table) -> Result<Vec<LiveFile>, LakeError> {
+        self.versioned_files(table).map(|(_, files)| files)
+    }
+
+    /// The table's newest version and every data file of it.
+    pub fn versioned_files(&self, table: Table) -> Result<(u64, Vec<LiveFile>), LakeError> {
         let snapshot = self.refresh(table)?;
         let scan = snapshot.clone().scan_builder().build().map_err(LakeError::kernel(table))?;
         let mut files = Vec::new();
@@ -103,18 +108,20 @@ impl DeltaLake {
                 .visit_scan_files(files, |files: &mut Vec<LiveFile>, file: ScanFile| files.push(live(file)))
                 .map_err(LakeError::kernel(table))?;
         }
-        Ok(files)
+        Ok((snapshot.version(), files))
     }
 
     /// Removes `inputs` (relative paths) and adds `outputs`, written with the physical schema
     /// `written_with`, in one commit; `data_change` is false when the outputs hold exactly the
-    /// inputs' rows.
+    /// inputs' rows. With `on_top_of`, only onto that version: any commit since (a table one
+    /// writer rebuilds, like `bookings_current`) means `Gone`.
     pub fn replace(
         &self,
         table: Table,
         inputs: &HashSet<String>,
         (outputs, written_with): (&[NewFile], &StatsSpec),
         data_change: bool,
+        on_top_of: Option<u64>,
     ) -> Result<Replaced, LakeError> {
         let engine = self.engine.as_ref();
         let mut snapshot = self.refresh(table)?;
@@ -138,6 +145,9 @@ impl DeltaLake {
             }
             if found.inputs < inputs.len() {
                 return Ok(Replaced::Gone { missing: inputs.len() - found.inputs });
+            }
+            if on_top_of.is_some_and(|v| v != snapshot.version()) {
+                return Ok(Replaced::Gone { missing: 0 });
             }
             let write_state = txn.write_state().map_err(LakeError::kernel(table))?;
             for file in outputs {

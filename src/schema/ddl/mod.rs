@@ -2,7 +2,9 @@
 //! warehouse engine points at the lake in one step.
 //!
 //! For Delta tables (`delta`) each engine reads the table's own log, schema and partitions
-//! included, so a statement only names the table's location; an empty table is still a table.
+//! included, so a statement only names the table's location; an empty table is still a table
+//! (`bookings_current` included: the bridge keeps it). For the plain layout `bookings_current` is
+//! a view over `bookings` (each booking's latest row).
 //! For the plain layout (`parquet`: `<location>/<table>/dt=YYYY-MM-DD/part-*.parquet`) every
 //! statement declares the columns in schema order plus the `dt` partition and says how partitions
 //! are found. Both must work on a lake where a table has no rows yet.
@@ -11,7 +13,7 @@ mod delta;
 mod parquet;
 
 use super::ColumnType;
-use super::{Catalog, TableSchema};
+use super::{Catalog, Table, TableSchema};
 use crate::lake::TableFormat;
 
 /// The engines `schema ddl` writes for.
@@ -32,11 +34,14 @@ pub(crate) fn ddl(catalog: &Catalog, engine: Engine, format: TableFormat, locati
         // DuckDB's own extension (downloaded once by INSTALL; a no-op when it is installed).
         out.push_str("INSTALL delta;\nLOAD delta;\n");
     }
-    for (_, table) in catalog.tables() {
+    for (id, table) in catalog.tables() {
         let dir = format!("{root}/{}", table.name);
-        out.push_str(&match format {
-            TableFormat::Delta => delta::statement(table, engine, &dir),
-            TableFormat::Parquet => parquet::statement(table, engine, &dir),
+        out.push_str(&match (format, id) {
+            (TableFormat::Delta, _) => delta::statement(table, engine, &dir),
+            (TableFormat::Parquet, Table::BookingsCurrent) => {
+                parquet::current_view(&table.name, Table::Bookings.name(), engine)
+            }
+            (TableFormat::Parquet, _) => parquet::statement(table, engine, &dir),
         });
         out.push('\n');
     }
@@ -131,9 +136,13 @@ mod tests {
         for format in [TableFormat::Delta, TableFormat::Parquet] {
             for engine in [Engine::Duckdb, Engine::Athena, Engine::Trino, Engine::Spark, Engine::Bigquery] {
                 let text = ddl(&catalog, engine, format, "s3://bucket/lake/");
-                for (_, table) in catalog.tables() {
+                for (id, table) in catalog.tables() {
                     let dir = format!("s3://bucket/lake/{}", table.name);
-                    assert!(text.contains(&dir), "{engine:?} {format:?}: {}", table.name);
+                    let view = format == TableFormat::Parquet && id == Table::BookingsCurrent;
+                    assert_eq!(text.contains(&dir), !view, "{engine:?} {format:?}: {}", table.name);
+                }
+                if format == TableFormat::Parquet {
+                    assert!(text.contains("PARTITION BY booking_id"), "{engine:?}: bookings_current is a view");
                 }
                 let statements = text.matches("CREATE").count() + text.matches("register_table").count();
                 assert_eq!(statements, catalog.tables().count(), "{engine:?} {format:?}");

@@ -54,3 +54,18 @@ pub(super) fn statement(table: &TableSchema, engine: Engine, dir: &str) -> Strin
     }
     s
 }
+
+/// `bookings_current` over the plain layout, which the bridge does not maintain as a table: a
+/// view picking each booking's row with the greatest `last_updated_time` (a webhook row on ties,
+/// then the latest event, then the first received), in SQL every engine here runs.
+pub(super) fn current_view(name: &str, bookings: &str, engine: Engine) -> String {
+    let quote = match engine {
+        Engine::Duckdb | Engine::Trino => dquote,
+        Engine::Athena | Engine::Spark | Engine::Bigquery => backtick,
+    };
+    format!(
+        "CREATE OR REPLACE VIEW {} AS\nSELECT * FROM (\n  SELECT b.*, row_number() OVER (\n    PARTITION BY booking_id\n    ORDER BY last_updated_time DESC NULLS LAST, CASE WHEN source = 'webhook' THEN 0 ELSE 1 END,\n      event_time DESC NULLS LAST, received_at\n  ) AS current_rank\n  FROM {} b\n  WHERE booking_id IS NOT NULL\n) ranked\nWHERE current_rank = 1;\n",
+        quote(name),
+        quote(bookings)
+    )
+}
