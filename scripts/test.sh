@@ -47,5 +47,6 @@ if [ "$#" -eq 0 ]; then
   echo "== benchmark smoke"
   bash bench/run.sh --smoke || status=$?
   bash bench/compact.sh --smoke || status=$?
+  bash bench/backfill.sh --smoke || status=$?
 fi
 exit "$status"

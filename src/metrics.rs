@@ -47,6 +47,9 @@ const COMPACT_FILES_AFTER: &str = "oncehub_bridge_compaction_files_added_total";
 const COMPACT_DEDUPED: &str = "oncehub_bridge_compaction_rows_deduplicated_total";
 const COMPACT_SECONDS: &str = "oncehub_bridge_compaction_seconds";
 const VACUUMED: &str = "oncehub_bridge_vacuum_files_deleted_total";
+const BACKFILL_PAGES: &str = "oncehub_bridge_backfill_pages_total";
+const BACKFILL_ROWS: &str = "oncehub_bridge_backfill_deliveries_total";
+const CURRENT_REBUILDS: &str = "oncehub_bridge_bookings_current_rebuilds_total";
 
 /// Ack latency: from the request's arrival to its 2xx (one fsync, usually).
 const ACK_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -135,6 +138,9 @@ fn describe() {
     );
     describe_histogram!(COMPACT_SECONDS, Unit::Seconds, "Time to compact one partition, by table.");
     describe_counter!(VACUUMED, "Unreferenced files vacuum deleted, by table.");
+    describe_counter!(BACKFILL_PAGES, "API list pages a backfill read, by list (bookings, contacts).");
+    describe_counter!(BACKFILL_ROWS, "Backfilled deliveries, by result (accepted: new; duplicate: already kept).");
+    describe_counter!(CURRENT_REBUILDS, "bookings_current rebuilds, by outcome (updated, unchanged, lost).");
 }
 
 /// A partition of `table` was compacted from `before` files into `after`.
@@ -149,6 +155,18 @@ pub(crate) fn compacted(table: &'static str, before: usize, after: usize, droppe
 /// Vacuum deleted `files` files of `table`.
 pub(crate) fn vacuumed(table: &'static str, files: usize) {
     counter!(VACUUMED, "table" => table).increment(files as u64);
+}
+
+/// A backfill read a page of `list` and delivered its rows.
+pub(crate) fn backfill_page(list: &'static str, accepted: u64, duplicates: u64) {
+    counter!(BACKFILL_PAGES, "list" => list).increment(1);
+    counter!(BACKFILL_ROWS, "result" => "accepted").increment(accepted);
+    counter!(BACKFILL_ROWS, "result" => "duplicate").increment(duplicates);
+}
+
+/// A `bookings_current` rebuild ended with `outcome`.
+pub(crate) fn current_rebuilt(outcome: &'static str) {
+    counter!(CURRENT_REBUILDS, "outcome" => outcome).increment(1);
 }
 
 /// A Delta commit added `files` files to `table`.

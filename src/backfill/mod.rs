@@ -144,12 +144,15 @@ impl Backfill {
             // A page's deliveries in flight together: they share the spool's fsyncs.
             let sends: Vec<_> = events.iter().map(|e| self.deliver.send(e)).collect();
             let mut sent = futures_util::stream::iter(sends).buffer_unordered(IN_FLIGHT);
+            let (mut new, mut again) = (0, 0);
             while let Some(posted) = sent.next().await {
                 match posted? {
-                    Posted::Accepted => accepted += 1,
-                    Posted::Duplicate => duplicates += 1,
+                    Posted::Accepted => new += 1,
+                    Posted::Duplicate => again += 1,
                 }
             }
+            crate::metrics::backfill_page(resource.name(), new, again);
+            (accepted, duplicates) = (accepted + new, duplicates + again);
             cursor.pages += 1;
             cursor.after = page.data.last().and_then(|b| b["id"].as_str()).map(str::to_owned);
             on_page(&cursor);

@@ -192,6 +192,8 @@ impl Compactor {
         if changed.is_empty() || self.options.dry_run {
             if !changed.is_empty() {
                 report.outcome = CurrentOutcome::Planned;
+            } else {
+                crate::metrics::current_rebuilt("unchanged");
             }
             report.elapsed = started.elapsed();
             return Ok(report);
@@ -216,8 +218,12 @@ impl Compactor {
         crate::lake::crash_point("current-before-commit");
         report.outcome =
             match lake.replace(Table::BookingsCurrent, &inputs, (&outputs, &stats), true, Some(current_version))? {
-                Replaced::Committed { table_version, .. } => CurrentOutcome::Updated { table_version },
+                Replaced::Committed { table_version, .. } => {
+                    crate::metrics::current_rebuilt("updated");
+                    CurrentOutcome::Updated { table_version }
+                }
                 Replaced::Gone { .. } | Replaced::SchemaChanged => {
+                    crate::metrics::current_rebuilt("lost");
                     self.discard(&keys);
                     CurrentOutcome::Lost
                 }
