@@ -28,6 +28,7 @@ pub mod config;
 pub(crate) mod event;
 pub(crate) mod fsutil;
 pub(crate) mod http;
+pub mod inspector;
 pub(crate) mod instance;
 pub mod lake;
 pub(crate) mod metrics;

@@ -61,6 +61,34 @@ impl ApiKey {
     }
 }
 
+/// The `--admin-token` that opens the delivery inspector. Its `Debug` output is redacted; it is
+/// only ever compared, in constant time.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl AdminToken {
+    /// Any non-blank text, trimmed; `None` when blank.
+    pub fn parse(text: &str) -> Option<AdminToken> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| AdminToken(t.to_owned()))
+    }
+
+    /// Whether `offered` is this token, in time independent of where they differ. Both sides
+    /// are hashed first, so the length of the token is not given away either.
+    pub fn matches(&self, offered: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let (a, b) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(offered.trim().as_bytes()));
+        a.as_slice().ct_eq(b.as_slice()).into()
+    }
+}
+
 /// Reading or writing the local secret file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileError {

@@ -49,6 +49,8 @@ pub struct FinishedFile {
     pub last: Seq,
     /// Each row's `received_at`, for the event-to-queryable lag metric.
     pub received_at: Vec<DateTime<Utc>>,
+    /// Each row's spool sequence, for the inspector.
+    pub seqs: Vec<u64>,
     /// Rows refused while the last chunk was decoded.
     pub rejected: Vec<Rejected>,
     /// The file's Delta statistics (a Delta table only).
@@ -84,6 +86,7 @@ pub(super) struct TableBuffer {
     /// Set when replaying a flush intent: the file must end exactly here.
     cut_at: Option<Seq>,
     received_at: Vec<DateTime<Utc>>,
+    seqs: Vec<u64>,
 }
 
 impl TableBuffer {
@@ -108,6 +111,7 @@ impl TableBuffer {
             last: first,
             cut_at: None,
             received_at: Vec::new(),
+            seqs: Vec::new(),
         })
     }
 
@@ -168,6 +172,7 @@ impl TableBuffer {
             Ok(batch) => {
                 self.writer.write(&batch)?;
                 self.received_at.extend(origins.iter().map(|o| o.received_at));
+                self.seqs.extend(origins.iter().map(|o| o.seq.0));
                 return Ok(Vec::new());
             }
             Err(e) => {
@@ -182,6 +187,7 @@ impl TableBuffer {
                 Ok(batch) => {
                     self.writer.write(&batch)?;
                     self.received_at.push(origin.received_at);
+                    self.seqs.push(origin.seq.0);
                 }
                 Err(e) => {
                     self.rows -= 1;
@@ -214,8 +220,8 @@ impl TableBuffer {
     pub(super) fn finish(mut self) -> Result<FinishedFile, BufferError> {
         let rejected = self.encode_pending()?;
         let Encoded { bytes, stats } = self.writer.finish()?;
-        let (rows, first, last, received_at) = (self.rows, self.first, self.last, self.received_at);
-        Ok(FinishedFile { bytes, rows, first, last, received_at, rejected, stats })
+        let (rows, first, last, received_at, seqs) = (self.rows, self.first, self.last, self.received_at, self.seqs);
+        Ok(FinishedFile { bytes, rows, first, last, received_at, seqs, rejected, stats })
     }
 }
 

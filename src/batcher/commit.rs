@@ -39,6 +39,19 @@ impl Batcher {
         self
     }
 
+    /// Tells `inspector` where each delivery landed.
+    pub fn with_inspector(mut self, inspector: Option<Arc<crate::inspector::Inspector>>) -> Batcher {
+        self.inspector = inspector;
+        self
+    }
+
+    /// A file is in its table: the inspector learns where its deliveries are.
+    fn inspected(&self, table: Table, key: &ObjectKey, seqs: &[u64], received_at: &[chrono::DateTime<chrono::Utc>]) {
+        if let Some(inspector) = &self.inspector {
+            inspector.landed(table.name(), key.as_str(), seqs, received_at);
+        }
+    }
+
     /// Prepares every Delta table, then settles the recovered intents against them.
     pub(super) async fn prepare_lake(&mut self) -> Result<(), BatcherError> {
         let Lake::Delta(lake) = self.lake.clone() else { return self.prepare_parquet().await };
@@ -123,6 +136,7 @@ impl Batcher {
             if outcome == PutOutcome::Created {
                 crate::metrics::rows_readable(&file.received_at);
             }
+            self.inspected(table, &key, &file.seqs, &file.received_at);
             return self.acknowledge().await;
         }
         let Some(stats) = file.stats else {
@@ -140,8 +154,8 @@ impl Batcher {
                 }
             }
         }
-        let (rows, first, last, received_at) = (file.rows, file.first, file.last, file.received_at);
-        let staged = StagedFile { table, dt, key, size, rows, stats, first, last, received_at };
+        let (rows, first, last, received_at, seqs) = (file.rows, file.first, file.last, file.received_at, file.seqs);
+        let staged = StagedFile { table, dt, key, size, rows, stats, first, last, received_at, seqs };
         self.staged.push(staged);
         self.staged_since.get_or_insert_with(Instant::now);
         // A file cut by size is as large as files get: waiting to batch it with others only holds
@@ -190,6 +204,7 @@ impl Batcher {
             );
             for file in batch.iter() {
                 crate::metrics::rows_readable(&file.received_at);
+                self.inspected(table, &file.key, &file.seqs, &file.received_at);
             }
             self.staged.retain(|f| f.table != table);
             crate::lake::crash_point("after-commit");

@@ -85,6 +85,7 @@ pub struct Batcher {
     staged: Vec<StagedFile>,
     staged_since: Option<Instant>,
     commit_every: std::time::Duration,
+    inspector: Option<Arc<crate::inspector::Inspector>>,
 }
 
 impl Batcher {
@@ -116,6 +117,7 @@ impl Batcher {
             staged: Vec::new(),
             staged_since: None,
             commit_every: std::time::Duration::from_secs(10),
+            inspector: None,
         }
     }
 

@@ -27,6 +27,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ONCEHUB_BRIDGE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// The delivery inspector at `/` of the admin routes (recent deliveries, their outcome and
+    /// table, the lag, readiness): `on`, or `off` to record nothing and serve no page.
+    #[arg(long, env = "ONCEHUB_BRIDGE_INSPECTOR", default_value = "on", value_parser = ["on", "off"])]
+    pub inspector: String,
+
+    /// The inspector keeps at most this many recent deliveries...
+    #[arg(long, env = "ONCEHUB_BRIDGE_INSPECTOR_MAX_DELIVERIES", default_value = "500")]
+    pub inspector_max_deliveries: NonZeroUsize,
+
+    /// ...and at most this many bytes of their bodies and headers.
+    #[arg(long, env = "ONCEHUB_BRIDGE_INSPECTOR_MAX_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    pub inspector_max_bytes: NonZeroUsize,
+
+    /// Opens the inspector on an admin address that is not loopback (bearer header, or the
+    /// page's login form). Without it, the inspector answers only on 127.0.0.1 / ::1.
+    #[arg(long, env = "ONCEHUB_BRIDGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     #[command(flatten)]
     pub data: DataDirArg,
 

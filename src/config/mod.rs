@@ -150,6 +150,9 @@ pub struct ServeSettings {
     pub tls: Option<TlsSettings>,
     pub maintenance: MaintenanceSettings,
     pub backfill: Option<BackfillSettings>,
+    /// `None`: `--inspector off`.
+    pub inspector: Option<crate::inspector::InspectorSettings>,
+    pub admin_token: Option<crate::secret::AdminToken>,
 }
 
 impl ServeSettings {
@@ -251,6 +254,11 @@ impl ServeSettings {
             tls,
             maintenance,
             backfill,
+            inspector: (args.inspector == "on").then(|| crate::inspector::InspectorSettings {
+                max_deliveries: args.inspector_max_deliveries.get(),
+                max_bytes: args.inspector_max_bytes.get(),
+            }),
+            admin_token: args.admin_token.as_deref().and_then(crate::secret::AdminToken::parse),
             spool: SpoolOptions {
                 dir: data_dir.join("spool"),
                 max_bytes: args.spool_max_bytes.get() as u64,

@@ -52,6 +52,10 @@ impl Trigger {
     pub(crate) fn index(self) -> usize {
         self.0
     }
+
+    pub(crate) fn name(self) -> &'static str {
+        Self::names().nth(self.0).unwrap_or("other")
+    }
 }
 
 /// What the receiver reads of a body without building the document.

@@ -30,6 +30,8 @@ pub(crate) struct AdminState {
     pub uploads: Uploader,
     /// Set when `serve` manages its OnceHub subscription.
     pub subscription: Option<Arc<SubscriptionWatch>>,
+    /// The delivery inspector, unless `--inspector off`.
+    pub inspector: Option<super::inspector::InspectorAccess>,
 }
 
 pub(super) async fn healthz() -> HttpResponse {
@@ -37,6 +39,14 @@ pub(super) async fn healthz() -> HttpResponse {
 }
 
 pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let (ready, checks) = readiness(&state).await;
+    let status = if ready { "ready" } else { "not_ready" };
+    let body = json!({ "status": status, "checks": checks });
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// Every check, each `ok` (or a note) or the reason it fails; whether all pass.
+pub(super) async fn readiness(state: &AdminState) -> (bool, Map<String, Value>) {
     let store = match state.uploads.refusal() {
         Some(refusal) => Err(format!("the store refuses writes: {refusal}")),
         None => store_check(state.store.as_ref()).await,
@@ -57,9 +67,7 @@ pub(super) async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
         };
         body.insert(part.to_owned(), Value::String(text));
     }
-    let status = if ready { "ready" } else { "not_ready" };
-    let body = json!({ "status": status, "checks": body });
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    (ready, body)
 }
 
 fn spool_check(spool: &Spool) -> Result<String, String> {

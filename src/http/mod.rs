@@ -1,18 +1,21 @@
 //! The HTTP receiver: routes, shared state, and the one error type that maps to statuses.
 //!
 //! `POST /webhooks/oncehub` takes deliveries (see `webhook`); `GET /healthz`, `GET /readyz` and
-//! `GET /metrics` are for operators (see `health`), on the same listener or on `--admin-listen`.
+//! `GET /metrics` are for operators (see `health`), with the delivery inspector at `/` (see
+//! `inspector`), on the same listener or on `--admin-listen`.
 //! Nothing under this module knows about Arrow, Parquet or storage: a verified delivery goes to
 //! the spool and that is all.
 
 mod body;
 mod error;
 mod health;
+mod inspector;
 pub(crate) mod tls;
 mod webhook;
 
 pub(crate) use error::WebhookError;
 pub(crate) use health::AdminState;
+pub(crate) use inspector::InspectorAccess;
 
 use actix_web::web;
 
@@ -27,6 +30,8 @@ pub(crate) struct WebhookState {
     pub spool: Spool,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
+    /// Set unless `--inspector off`: every delivery is recorded there after it is answered.
+    pub inspector: Option<std::sync::Arc<crate::inspector::Inspector>>,
 }
 
 /// The webhook route, and `/healthz` (container health checks look for it on the main port).
@@ -42,8 +47,12 @@ fn get_or_head() -> actix_web::Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
-/// `/readyz` and `/metrics` (plus `/healthz` when on a listener of their own).
+/// `/readyz` and `/metrics` (plus `/healthz` when on a listener of their own), and the delivery
+/// inspector (`/`, `/api/*`) unless it is off.
 pub(crate) fn configure_admin(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>, with_healthz: bool) {
+    if state.inspector.is_some() {
+        inspector::configure(cfg);
+    }
     cfg.app_data(state)
         .route("/readyz", get_or_head().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics));

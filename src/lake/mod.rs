@@ -69,6 +69,8 @@ pub struct StagedFile {
     pub last: Seq,
     /// Each row's arrival, for the event-to-readable lag recorded at the commit.
     pub received_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// Each row's spool sequence, for the inspector (where a delivery landed).
+    pub seqs: Vec<u64>,
 }
 
 /// A test hook: when `ONCEHUB_BRIDGE_TEST_CRASH_AT` names this point (`after-upload`: a file is in

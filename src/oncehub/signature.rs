@@ -111,20 +111,39 @@ impl Verifier {
     }
 
     /// Accepts when some secret signs `t.body` as one of the header's signatures and `t` is fresh.
-    pub fn verify(&self, header: &SignatureHeader, body: &[u8], now_unix: i64) -> Result<(), SignatureError> {
+    /// Returns which secret matched (its position: the configured ones, then the expiring ones).
+    pub fn verify(&self, header: &SignatureHeader, body: &[u8], now_unix: i64) -> Result<usize, SignatureError> {
         if self.tolerance_secs.is_some_and(|tol| now_unix.abs_diff(header.timestamp) > tol) {
             return Err(SignatureError::Stale);
         }
-        for (key, until) in &self.keys {
+        for (i, (key, until)) in self.keys.iter().enumerate() {
             if until.is_some_and(|u| now_unix > u) {
                 continue;
             }
             let mac = signed(key.clone(), header.timestamp, body);
             if header.signatures.iter().any(|sig| mac.clone().verify_slice(sig).is_ok()) {
-                return Ok(());
+                return Ok(i);
             }
         }
         Err(SignatureError::Mismatch)
+    }
+
+    /// Says which secret `verify` matched, or why none did, without showing any secret.
+    pub fn describe(&self, result: &Result<usize, SignatureError>, header_t: Option<i64>, now_unix: i64) -> String {
+        let current = self.keys.iter().filter(|(_, until)| until.is_none()).count();
+        match result {
+            Ok(i) if *i < current => format!("secret {} of {current} matched", i + 1),
+            Ok(_) => "the replaced subscription's secret matched (grace period)".to_owned(),
+            Err(SignatureError::Stale) => format!(
+                "not checked: t was {} s from now (tolerance {} s)",
+                header_t.map_or(0, |t| t - now_unix),
+                self.tolerance_secs.unwrap_or(0)
+            ),
+            Err(SignatureError::Mismatch) => {
+                format!("no secret matched (of {} configured)", self.keys.len())
+            }
+            Err(e) => e.to_string(),
+        }
     }
 }
 
@@ -165,7 +184,7 @@ mod tests {
         assert_eq!(sign(&secret(SECRET), T, BODY.as_bytes()), format!("t={T},s={EXPECTED}"));
         let v = Verifier::new(&[secret(SECRET)], 300);
         let h = SignatureHeader::parse(&format!("t={T},s={EXPECTED}")).unwrap();
-        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 10), Ok(()));
+        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 10), Ok(0));
     }
 
     #[test]
@@ -173,7 +192,8 @@ mod tests {
         let v = Verifier::new(&[secret("old-secret"), secret(SECRET)], 0);
         let other = "0".repeat(64);
         let h = SignatureHeader::parse(&format!("t={T}, s={other} ,S={EXPECTED}")).unwrap();
-        assert_eq!(v.verify(&h, BODY.as_bytes(), 0), Ok(()));
+        assert_eq!(v.verify(&h, BODY.as_bytes(), 0), Ok(1), "the second secret");
+        assert_eq!(v.describe(&Ok(1), Some(T), 0), "secret 2 of 2 matched");
     }
 
     #[test]
@@ -183,17 +203,21 @@ mod tests {
         assert_eq!(v.verify(&h, b"{}", T), Err(SignatureError::Mismatch));
         assert_eq!(v.verify(&h, BODY.as_bytes(), T + 301), Err(SignatureError::Stale));
         assert_eq!(v.verify(&h, BODY.as_bytes(), T - 301), Err(SignatureError::Stale));
+        let said = v.describe(&Err(SignatureError::Stale), Some(T), T + 301);
+        assert_eq!(said, "not checked: t was -301 s from now (tolerance 300 s)");
+        assert_eq!(v.describe(&Err(SignatureError::Mismatch), Some(T), T), "no secret matched (of 1 configured)");
         let w = Verifier::new(&[secret("another")], 300);
         assert_eq!(w.verify(&h, BODY.as_bytes(), T), Err(SignatureError::Mismatch));
         let no_tolerance = Verifier::new(&[secret(SECRET)], 0);
-        assert_eq!(no_tolerance.verify(&h, BODY.as_bytes(), T + 10_000_000), Ok(()));
+        assert_eq!(no_tolerance.verify(&h, BODY.as_bytes(), T + 10_000_000), Ok(0));
     }
 
     #[test]
     fn an_expiring_secret_is_accepted_until_its_end_only() {
         let v = Verifier::with_expiring(&[secret("new-secret")], &[(secret(SECRET), T + 60)], 0);
         let h = SignatureHeader::parse(&format!("t={T},s={EXPECTED}")).unwrap();
-        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 60), Ok(()));
+        assert_eq!(v.verify(&h, BODY.as_bytes(), T + 60), Ok(1));
+        assert!(v.describe(&Ok(1), Some(T), T).contains("grace period"));
         assert_eq!(v.verify(&h, BODY.as_bytes(), T + 61), Err(SignatureError::Mismatch));
     }
 

@@ -116,6 +116,7 @@ impl Application {
         let uploads = Uploader::new(store.clone());
         let catalog = Arc::new(Catalog::load()?);
         let lake = lake::open(&settings, &root, &writer, catalog.clone()).await?;
+        let inspector = settings.inspector.as_ref().map(|s| Arc::new(crate::inspector::Inspector::new(s)));
         let upkeep_stop = CancellationToken::new();
         let upkeep = maintenance::spawn(&settings, &root, store.clone(), &writer, catalog.clone(), upkeep_stop.clone())
             .map(|task| (upkeep_stop, task));
@@ -128,7 +129,8 @@ impl Application {
             (recovered.checkpoint, recovered.intents.clone()),
             abort.clone(),
         )
-        .with_lake(lake, settings.commit_interval);
+        .with_lake(lake, settings.commit_interval)
+        .with_inspector(inspector.clone());
         let progress = reader.progress();
         let batcher = tokio::spawn(batcher.run(reader));
         wait_for_replay(&recovered, &progress, &batcher).await;
@@ -142,12 +144,14 @@ impl Application {
             spool: spool.clone(),
             max_body_bytes: settings.max_body_bytes.get(),
             body_timeout: settings.body_timeout,
+            inspector: inspector.clone(),
         });
         let admin = web::Data::new(AdminState {
             spool: spool.clone(),
             store,
             uploads,
             subscription: secrets.subscription.clone(),
+            inspector: inspector.map(|i| crate::http::InspectorAccess::new(i, &settings)),
         });
         let (server, admin) = listeners.serve(&settings, tls_config, state, admin)?;
         log_ready(&settings, &listeners, &secrets);

@@ -118,6 +118,8 @@ pub fn settings(dir: &Path) -> ServeSettings {
         shutdown_timeout: Duration::from_secs(30),
         workers: std::num::NonZeroUsize::new(2),
         backfill: None,
+        inspector: Some(oncehub_bridge::inspector::InspectorSettings { max_deliveries: 500, max_bytes: 16 << 20 }),
+        admin_token: None,
         maintenance: oncehub_bridge::config::MaintenanceSettings {
             compact_after: None,
             target_size: 128 << 20,

@@ -132,6 +132,7 @@ fn staged(lake: &DeltaLake, writer: &str, first: u64, last: u64) -> StagedFile {
         first: Seq(first),
         last: Seq(last),
         received_at: Vec::new(),
+        seqs: Vec::new(),
     }
 }
 

@@ -1,0 +1,209 @@
+//! The recent deliveries, in memory: at most `max_entries` of them and `max_bytes` of bodies and
+//! headers, the oldest dropped first. Each entry is the delivery as the receiver saw it (outcome,
+//! signature result, sender, size; the body and headers only for signed deliveries), and, once
+//! its file is in the table, where it landed.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+/// Bytes an entry costs besides its body and headers.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// What the receiver answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Rejected { status: u16, reason: &'static str },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected { reason, .. } => reason,
+        }
+    }
+}
+
+/// One delivery as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub received_at: DateTime<Utc>,
+    pub event_id: Option<String>,
+    /// A documented trigger, `other` for another type, none when it is not an event.
+    pub trigger: Option<&'static str>,
+    pub outcome: Outcome,
+    /// Which secret matched, or why none did.
+    pub signature: String,
+    pub remote: Option<SocketAddr>,
+    pub size: usize,
+    /// Signed deliveries only: the body, and the request headers with the signature redacted.
+    pub body: Option<Bytes>,
+    pub headers: Vec<(String, String)>,
+    /// The spool sequence of an accepted delivery.
+    pub seq: Option<u64>,
+}
+
+/// Where an accepted delivery's row is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    pub table: &'static str,
+    pub key: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A ring entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: u64,
+    pub seen: Seen,
+    pub landed: Option<Landed>,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.seen.body.as_ref().map_or(0, Bytes::len)
+            + self.seen.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    }
+}
+
+/// The ring itself.
+#[derive(Debug)]
+pub(super) struct Ring {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    next_id: u64,
+    /// Spool sequence → entry id, for entries not landed yet.
+    pending: HashMap<u64, u64>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Ring {
+    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Ring {
+        Ring {
+            entries: VecDeque::with_capacity(max_entries.min(4096)),
+            bytes: 0,
+            next_id: 1,
+            pending: HashMap::new(),
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Keeps `seen`, dropping the oldest entries over either bound; returns its id.
+    pub(super) fn push(&mut self, mut seen: Seen) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(seq) = seen.seq {
+            self.pending.insert(seq, id);
+        }
+        let kept = seen.body.as_ref().map_or(0, Bytes::len)
+            + seen.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if ENTRY_OVERHEAD + kept > self.max_bytes {
+            // Too large to keep whole: keep the line, not the body.
+            seen.body = None;
+            seen.headers.clear();
+        }
+        let entry = Entry { id, seen, landed: None };
+        self.bytes += entry.cost();
+        self.entries.push_back(entry);
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            let Some(old) = self.entries.pop_front() else { break };
+            self.bytes -= old.cost();
+            if let Some(seq) = old.seen.seq {
+                self.pending.remove(&seq);
+            }
+        }
+        id
+    }
+
+    /// The deliveries of `seqs` are in `key` of `table`.
+    pub(super) fn landed(&mut self, seqs: &[u64], table: &'static str, key: &str, at: DateTime<Utc>) {
+        let Some(first_id) = self.entries.front().map(|e| e.id) else { return };
+        for seq in seqs {
+            let Some(id) = self.pending.remove(seq) else { continue };
+            let Some(entry) = id.checked_sub(first_id).and_then(|i| self.entries.get_mut(i as usize)) else { continue };
+            entry.landed = Some(Landed { table, key: key.to_owned(), at });
+        }
+    }
+
+    /// Newest first.
+    pub(super) fn newest(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().rev()
+    }
+
+    pub(super) fn get(&self, id: u64) -> Option<&Entry> {
+        let first = self.entries.front()?.id;
+        self.entries.get(id.checked_sub(first)? as usize)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(seq: Option<u64>, body: &'static [u8]) -> Seen {
+        Seen {
+            received_at: Utc::now(),
+            event_id: Some("EVNT-1".into()),
+            trigger: Some("booking.scheduled"),
+            outcome: Outcome::Accepted,
+            signature: "secret 1 matched".into(),
+            remote: None,
+            size: body.len(),
+            body: Some(Bytes::from_static(body)),
+            headers: vec![("content-type".into(), "application/json".into())],
+            seq,
+        }
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_entries_and_by_bytes() {
+        let mut ring = Ring::new(3, 1 << 20);
+        for i in 0..10 {
+            ring.push(seen(Some(i), b"{}"));
+        }
+        assert_eq!(ring.len(), 3);
+        assert_eq!(ring.newest().map(|e| e.id).collect::<Vec<_>>(), [10, 9, 8]);
+        assert!(ring.get(7).is_none() && ring.get(8).is_some());
+
+        let big: &'static [u8] = &[b'x'; 10_000];
+        let mut ring = Ring::new(1000, 25_000);
+        for i in 0..10 {
+            ring.push(seen(Some(i), big));
+        }
+        assert!(ring.bytes() <= 25_000, "{}", ring.bytes());
+        assert_eq!(ring.len(), 2);
+        let mut tiny = Ring::new(10, 1000);
+        tiny.push(seen(None, big));
+        assert_eq!(tiny.len(), 1, "a body over the whole budget: the line is kept, not the body");
+        assert!(tiny.newest().next().unwrap().seen.body.is_none());
+    }
+
+    #[test]
+    fn landing_finds_the_entries_still_in_the_ring() {
+        let mut ring = Ring::new(2, 1 << 20);
+        let a = ring.push(seen(Some(1), b"{}"));
+        let b = ring.push(seen(Some(2), b"{}"));
+        let c = ring.push(seen(Some(3), b"{}"));
+        ring.landed(&[1, 2, 3, 99], "bookings", "bookings/dt=2026-01-01/part-x.parquet", Utc::now());
+        assert!(ring.get(a).is_none());
+        assert_eq!(ring.get(b).unwrap().landed.as_ref().unwrap().table, "bookings");
+        assert_eq!(ring.get(c).unwrap().landed.as_ref().unwrap().key, "bookings/dt=2026-01-01/part-x.parquet");
+    }
+}
