@@ -54,10 +54,11 @@ const API_KEY: &str = "ohk_live_APIKEY_must_not_leak_7f3a";
 const WEBHOOK_SECRETS: [&str; 2] = ["whsec_FIRST_must_not_leak_91c2", "whsec_SECOND_must_not_leak_44d0"];
 const ACCESS_KEY: &str = "AKIA_ACCESS_must_not_leak_0b1e";
 const SECRET_KEY: &str = "aws_SECRET_must_not_leak_c8d7e6f5";
+const ADMIN_TOKEN: &str = "admin_TOKEN_must_not_leak_77aa";
 
 /// Every credential this test hands the bridge, and how much of one may not show.
 fn assert_no_credential(what: &str, text: &str) {
-    for credential in [API_KEY, WEBHOOK_SECRETS[0], WEBHOOK_SECRETS[1], ACCESS_KEY, SECRET_KEY] {
+    for credential in [API_KEY, WEBHOOK_SECRETS[0], WEBHOOK_SECRETS[1], ACCESS_KEY, SECRET_KEY, ADMIN_TOKEN] {
         // Any 12-character run of a credential is a leak, not only the whole of it.
         let leaked = (0..=credential.len() - 12).map(|i| &credential[i..i + 12]).find(|part| text.contains(part));
         assert!(leaked.is_none(), "{what} leaks {leaked:?} of a credential:\n{text}");
@@ -75,6 +76,7 @@ fn credential_env(s3_port: u16, api: &StubApi) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
         ("AWS_REGION", "us-east-1".into()),
+        ("ONCEHUB_BRIDGE_ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("RUST_LOG", "trace".into()),
     ]
 }
@@ -146,6 +148,17 @@ async fn no_credential_reaches_a_log_line_an_error_or_a_response_whatever_fails(
     assert!(ready.contains("not_ready"), "{ready}");
     seen.push_str(&ready);
     seen.push_str(&reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap());
+    // The inspector's page and JSON, every delivery's detail included (signature headers and all).
+    let client = reqwest::Client::new();
+    let mut inspected = String::new();
+    let paths = ["/".to_owned(), "/api/status".into(), "/api/deliveries".into()];
+    for path in paths.into_iter().chain((1..=8).map(|id| format!("/api/deliveries/{id}"))) {
+        let resp = client.get(format!("http://{admin}{path}")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        inspected.push_str(&format!("{path}: {} {}\n", resp.status(), resp.text().await.unwrap()));
+    }
+    assert!(inspected.contains("invalid_signature") && inspected.contains("stale_signature"), "{inspected}");
+    assert!(inspected.contains("s=<redacted>"), "{inspected}");
+    seen.push_str(&inspected);
     let _ = bin.terminate(Duration::from_secs(10)); // the deadline passes: the upload never succeeds
     let log = bin.stderr();
     assert_no_credential("a store refusing the credentials", &format!("{log}{seen}"));

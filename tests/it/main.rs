@@ -14,6 +14,7 @@ mod flush;
 mod fuzz;
 mod helpers;
 mod hostile;
+mod inspector;
 mod logs;
 mod ops;
 mod pipeline;
