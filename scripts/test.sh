@@ -3,6 +3,7 @@
 # reuse them) and runs every unit and integration test with cargo-nextest.
 #   - s3s-fs 0.14.1 (a real S3-compatible server, from crates.io), built while the project compiles
 #   - DuckDB 1.5.5 with its httpfs extension (from PyPI, in a venv), the independent Parquet reader
+#   - Chromium and ChromeDriver (Debian's packages), for the inspector's browser test
 #   - wrk, nginx and time (Debian's packages), for the benchmark smokes at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ if [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
 fi
 
 bash scripts/duckdb-venv.sh
+
+# Debian's Chromium and ChromeDriver, for the inspector's browser test (tests/it/browser.rs).
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium and chromium-driver (Debian)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
 
 echo "== checking format and lints"
 cargo fmt --check
@@ -48,5 +57,6 @@ if [ "$#" -eq 0 ]; then
   bash bench/run.sh --smoke || status=$?
   bash bench/compact.sh --smoke || status=$?
   bash bench/backfill.sh --smoke || status=$?
+  cargo run --locked --example inspector-cost -- 20000 || status=$?
 fi
 exit "$status"

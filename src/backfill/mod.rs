@@ -155,12 +155,19 @@ impl Backfill {
             (accepted, duplicates) = (accepted + new, duplicates + again);
             cursor.pages += 1;
             cursor.after = page.data.last().and_then(|b| b["id"].as_str()).map(str::to_owned);
+            cursor.reached = page
+                .data
+                .last()
+                .and_then(|b| b["last_updated_time"].as_str())
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.to_utc());
             on_page(&cursor);
             if !page.has_more || cursor.after.is_none() {
                 match resource.next() {
                     Some(next) => {
                         cursor.resource = next;
                         cursor.after = None;
+                        cursor.reached = None;
                     }
                     None => break,
                 }

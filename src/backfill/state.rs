@@ -33,6 +33,19 @@ pub struct Cursor {
     pub rows: u64,
     #[serde(default)]
     pub contacts: u64,
+    /// The `last_updated_time` of the last object read: lists go newest first, so the share of
+    /// `until - since` behind it is the share of the list done (what the ETA is made of).
+    #[serde(default)]
+    pub reached: Option<DateTime<Utc>>,
+}
+
+impl Cursor {
+    /// How much of the current list is done, 0 to 1, by time range.
+    pub fn done(&self) -> f64 {
+        let Some(reached) = self.reached else { return 0.0 };
+        let span = (self.until - self.since).num_seconds().max(1) as f64;
+        ((self.until - reached).num_seconds() as f64 / span).clamp(0.0, 1.0)
+    }
 }
 
 impl Cursor {
@@ -46,6 +59,7 @@ impl Cursor {
             pages: 0,
             rows: 0,
             contacts: 0,
+            reached: None,
         }
     }
 }
@@ -75,6 +89,17 @@ impl BackfillState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn done_is_the_share_of_the_time_range_behind_the_last_object_read() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let mut c = Cursor::new(at("2026-01-01T00:00:00Z"), at("2026-01-11T00:00:00Z"));
+        assert_eq!(c.done(), 0.0);
+        c.reached = Some(at("2026-01-08T12:00:00Z"));
+        assert!((c.done() - 0.25).abs() < 1e-9, "{}", c.done());
+        c.reached = Some(at("2025-01-01T00:00:00Z"));
+        assert_eq!(c.done(), 1.0);
+    }
 
     #[test]
     fn a_state_saved_before_contacts_were_walked_still_loads() {

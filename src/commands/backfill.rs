@@ -1,7 +1,8 @@
 //! `backfill`: the bookings and contacts from before the bridge was installed (see
 //! [`crate::backfill`]), delivered to the running receiver at `--url`, signed with its secret.
-//! A spinner with pages, rows and the elapsed time on a terminal; a line per 1,000 bookings or
-//! contacts otherwise; one summary line at the end.
+//! A progress bar on a terminal: the list being read, pages, rows, and how much of the list's
+//! time range is behind it with the ETA that gives (the API gives no total; lists go newest
+//! first); a line per 1,000 bookings or contacts otherwise; one summary line at the end.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +37,14 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     let bar = progress_bar();
     let reported = AtomicU64::new(0);
     let on_page = |c: &Cursor| {
-        bar.set_message(format!("{} pages, {} bookings, {} contacts", c.pages, c.rows, c.contacts));
-        bar.tick();
+        bar.set_message(format!(
+            "{}: {} pages, {} bookings, {} contacts",
+            c.resource.name(),
+            c.pages,
+            c.rows,
+            c.contacts
+        ));
+        bar.set_position((c.done() * 1000.0) as u64);
         let thousands = (c.rows + c.contacts) / 1000;
         if bar.is_hidden() && thousands > reported.swap(thousands, Ordering::Relaxed) {
             println!("{} bookings and {} contacts sent ({} pages)", c.rows, c.contacts, c.pages);
@@ -60,9 +67,10 @@ fn progress_bar() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let style =
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner());
-    ProgressBar::new_spinner().with_style(style)
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {percent}% of the time range, ETA {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(1000).with_style(style)
 }
 
 #[cfg(test)]

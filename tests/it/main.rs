@@ -2,6 +2,7 @@
 //! S3-compatible server on 127.0.0.1. One binary; nextest runs each test in its own process.
 
 mod backfill;
+mod browser;
 mod check;
 mod cli;
 mod compact;
