@@ -49,7 +49,7 @@ fn main() {
     let per_thread: u64 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let body = Bytes::from(vec![b'x'; 1536]);
     let settings = InspectorSettings { max_deliveries: 500, max_bytes: 16 << 20 };
-    for threads in [1u64, 4] {
+    for threads in [1u64, 2, 4] {
         let inspector = Arc::new(Inspector::new(&settings));
         for i in 0..1000 {
             inspector.record(seen(&body, i));

@@ -87,6 +87,28 @@ impl AdminToken {
         let (a, b) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(offered.trim().as_bytes()));
         a.as_slice().ct_eq(b.as_slice()).into()
     }
+
+    /// The login cookie's value: derived from the token, so the cookie never holds the token.
+    pub fn session(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("oncehub-bridge inspector session\n{}", self.0).as_bytes()))
+    }
+
+    /// Whether `offered` is this token's [`Self::session`] value, in constant time.
+    pub fn matches_session(&self, offered: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let (a, b) = (self.session(), offered.trim().to_owned());
+        a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+    }
+
+    /// Characters in the token.
+    pub fn len(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Reading or writing the local secret file failed.

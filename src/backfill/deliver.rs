@@ -28,6 +28,9 @@ pub enum Deliver {
 pub enum Posted {
     Accepted,
     Duplicate,
+    /// The receiver refused it as larger than its `--max-body-bytes` (413): skipped, logged;
+    /// stopping would stop every later run on the same page.
+    TooLarge,
 }
 
 impl Deliver {
@@ -77,6 +80,13 @@ impl Deliver {
                     Ok(r) if r.status().is_success() => {
                         let answer: Value = r.json().await.unwrap_or_default();
                         Ok(if answer["status"] == "duplicate" { Posted::Duplicate } else { Posted::Accepted })
+                    }
+                    Ok(r) if r.status() == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
+                        let id = serde_json::from_slice::<Value>(body)
+                            .ok()
+                            .and_then(|v| v["data"]["id"].as_str().map(str::to_owned));
+                        tracing::warn!(object = ?id, bytes = body.len(), "the receiver refused a backfilled object as too large (raise serve's --max-body-bytes to keep it); skipped");
+                        Ok(Posted::TooLarge)
                     }
                     Ok(r) if r.status().is_client_error() && r.status() != reqwest::StatusCode::REQUEST_TIMEOUT => {
                         Err(Failure::Fatal(BackfillError::Receiver(format!(

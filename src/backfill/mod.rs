@@ -41,6 +41,8 @@ pub enum BackfillError {
     State { path: PathBuf, source: std::io::Error },
     #[error("the service is stopping; the backfill goes on from its last page next time")]
     Stopped,
+    #[error("another backfill is running on {0} (a `backfill` command, or `serve --backfill-since`); one at a time")]
+    Busy(PathBuf),
     #[error("--resume: no interrupted backfill in {0}")]
     NothingToResume(PathBuf),
     #[error("--since last: no complete backfill yet; give a date (--since 2024-01-01)")]
@@ -71,6 +73,8 @@ pub struct Summary {
     /// Deliveries the spool took as new, and those it already had.
     pub accepted: u64,
     pub duplicates: u64,
+    /// Objects the receiver refused as larger than its --max-body-bytes (logged, not retried).
+    pub skipped: u64,
     pub requests: u64,
     pub elapsed: Duration,
 }
@@ -81,12 +85,17 @@ impl std::fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64().max(0.001);
         write!(
             f,
-            "backfill done: {} bookings and {} contacts in {} pages ({} new rows, {} already in the lake, embedded conversations included), last_updated_time {} to {}; {:.0} rows/s, {:.2} requests/s",
+            "backfill done: {} bookings and {} contacts in {} pages ({} new rows, {} already in the lake, embedded conversations included{}), last_updated_time {} to {}; {:.0} rows/s, {:.2} requests/s",
             c.rows,
             c.contacts,
             c.pages,
             self.accepted,
             self.duplicates,
+            if self.skipped > 0 {
+                format!("; {} larger than the receiver's --max-body-bytes, skipped", self.skipped)
+            } else {
+                String::new()
+            },
             c.since.to_rfc3339(),
             c.until.to_rfc3339(),
             (self.accepted + self.duplicates) as f64 / secs,
@@ -117,9 +126,20 @@ impl Backfill {
         on_page: &(dyn Fn(&Cursor) + Sync),
     ) -> Result<Summary, BackfillError> {
         let started = std::time::Instant::now();
+        // One walk per data dir at a time: two would overwrite each other's cursor.
+        let lock_path = self.state_path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| BackfillError::State { path: lock_path.clone(), source })?;
+        if lock.try_lock().is_err() {
+            return Err(BackfillError::Busy(lock_path));
+        }
         let mut state = BackfillState::load(&self.state_path)?;
         let mut cursor = self.cursor(&state, start, until)?;
-        let (mut accepted, mut duplicates, mut requests) = (0u64, 0u64, 0u64);
+        let (mut accepted, mut duplicates, mut requests, mut skipped) = (0u64, 0u64, 0u64, 0u64);
         loop {
             let resource = cursor.resource;
             let query = resource.query(cursor.since, cursor.until);
@@ -149,15 +169,16 @@ impl Backfill {
                 match posted? {
                     Posted::Accepted => new += 1,
                     Posted::Duplicate => again += 1,
+                    Posted::TooLarge => skipped += 1,
                 }
             }
             crate::metrics::backfill_page(resource.name(), new, again);
             (accepted, duplicates) = (accepted + new, duplicates + again);
             cursor.pages += 1;
-            cursor.after = page.data.last().and_then(|b| b["id"].as_str()).map(str::to_owned);
-            cursor.reached = page
-                .data
-                .last()
+            // The last object with an id: one without would otherwise end the list early.
+            let last = page.data.iter().rev().find(|b| b["id"].as_str().is_some_and(|id| !id.is_empty()));
+            cursor.after = last.and_then(|b| b["id"].as_str()).map(str::to_owned);
+            cursor.reached = last
                 .and_then(|b| b["last_updated_time"].as_str())
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.to_utc());
@@ -176,9 +197,11 @@ impl Backfill {
             state.save(&self.state_path)?;
         }
         state.current = None;
-        state.last_complete_start = Some(cursor.started);
+        // A run up to an earlier --until covered only that far: the next `--since last` must
+        // start there, not at this run's start.
+        state.last_complete_start = Some(cursor.started.min(cursor.until));
         state.save(&self.state_path)?;
-        Ok(Summary { cursor, accepted, duplicates, requests, elapsed: started.elapsed() })
+        Ok(Summary { cursor, accepted, duplicates, skipped, requests, elapsed: started.elapsed() })
     }
 
     fn cursor(

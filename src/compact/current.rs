@@ -34,7 +34,8 @@ use super::{CompactError, Compactor, Layout, READ_BATCH_ROWS, adapt, output, sou
 use crate::lake::delta::{LiveFile, NewFile, Replaced};
 use crate::schema::Table;
 
-/// Rows taken from `bookings` files into memory at a time (then written out).
+/// Rows taken from `bookings` files into memory at a time (then written out): a larger
+/// partition is written in slices of this many rows.
 const CHUNK_ROWS: usize = 100_000;
 
 /// What a rebuild did.
@@ -305,20 +306,35 @@ impl Compactor {
         stats: &Arc<crate::sink::StatsSpec>,
         outputs: &mut Vec<NewFile>,
     ) -> Result<u64, CompactError> {
-        let mut rows_by_dt: BTreeMap<NaiveDate, Vec<(u32, u32)>> = changed.iter().map(|dt| (*dt, Vec::new())).collect();
-        for w in winners.values() {
+        let mut rows_by_dt: BTreeMap<NaiveDate, Vec<(&str, u32, u32)>> =
+            changed.iter().map(|dt| (*dt, Vec::new())).collect();
+        for (id, w) in winners {
             if let Some(rows) = rows_by_dt.get_mut(&w.dt) {
-                rows.push((w.file, w.row));
+                rows.push((id.as_str(), w.file, w.row));
+            }
+        }
+        // Slices of at most CHUNK_ROWS rows, in booking_id order within a partition (a large
+        // partition becomes several files, each a range of ids); a few small partitions share
+        // one chunk.
+        let mut slices: Vec<(NaiveDate, Vec<(u32, u32)>)> = Vec::new();
+        for (dt, mut rows) in rows_by_dt {
+            rows.sort_unstable();
+            if rows.is_empty() {
+                slices.push((dt, Vec::new()));
+            }
+            for slice in rows.chunks(CHUNK_ROWS) {
+                slices.push((dt, slice.iter().map(|(_, file, row)| (*file, *row)).collect()));
             }
         }
         let mut written = 0u64;
         let mut chunk: Vec<(NaiveDate, Vec<(u32, u32)>)> = Vec::new();
         let mut in_chunk = 0usize;
-        let mut partitions = rows_by_dt.into_iter().peekable();
-        while let Some((dt, rows)) = partitions.next() {
+        let mut slices = slices.into_iter().peekable();
+        while let Some((dt, rows)) = slices.next() {
             in_chunk += rows.len();
             chunk.push((dt, rows));
-            if in_chunk >= CHUNK_ROWS || partitions.peek().is_none() {
+            let next_too_big = slices.peek().is_some_and(|(_, r)| in_chunk + r.len() > CHUNK_ROWS);
+            if in_chunk >= CHUNK_ROWS || next_too_big || slices.peek().is_none() {
                 written += self.write_chunk(std::mem::take(&mut chunk), sources, schema, stats, outputs)?;
                 in_chunk = 0;
             }
@@ -377,12 +393,19 @@ impl Compactor {
                 Some(stats.clone()),
                 self.options.target_size,
             );
-            if let Err(e) = output.write(&batch) {
-                self.discard(&output.abandon());
-                return Err(e);
+            let files = match output.write(&batch).and_then(|()| output.finish()) {
+                Ok(files) => files,
+                Err(e) => {
+                    self.discard(&output.abandon());
+                    return Err(e);
+                }
+            };
+            if files.iter().any(|w| w.stats.is_none()) {
+                self.discard(&files.iter().map(|w| w.key.clone()).collect::<Vec<_>>());
+                return Err(CompactError::Other("a written file has no statistics".into()));
             }
-            for w in output.finish()? {
-                let stats = w.stats.ok_or_else(|| CompactError::Other("a written file has no statistics".into()))?;
+            for w in files {
+                let Some(stats) = w.stats else { continue };
                 written += w.rows;
                 outputs.push(NewFile { path: format!("dt={dt}/{}", w.name), dt: *dt, size: w.size, stats });
             }

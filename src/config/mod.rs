@@ -47,6 +47,8 @@ pub enum ConfigError {
     ShortRetention,
     #[error("--maintenance-interval must be greater than zero")]
     ZeroMaintenanceInterval,
+    #[error("--admin-token / ONCEHUB_BRIDGE_ADMIN_TOKEN must be at least 16 characters (it opens customer data)")]
+    ShortAdminToken,
     #[error("--backfill-since / ONCEHUB_BRIDGE_BACKFILL_SINCE needs --api-key / ONCEHUB_API_KEY")]
     BackfillNeedsKey,
     #[error("--backfill-since / ONCEHUB_BRIDGE_BACKFILL_SINCE: {0:?} is not a day (YYYY-MM-DD)")]
@@ -197,6 +199,10 @@ impl ServeSettings {
             interval: args.maintenance_interval,
         };
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let admin_token = args.admin_token.as_deref().and_then(crate::secret::AdminToken::parse);
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::ShortAdminToken);
+        }
         let backfill_since = args.backfill_since.as_deref().map(str::trim).filter(|d| !d.is_empty());
         let backfill = match (backfill_since, ApiSettings::from_args(&args.api)?) {
             (None, _) => None,
@@ -258,7 +264,7 @@ impl ServeSettings {
                 max_deliveries: args.inspector_max_deliveries.get(),
                 max_bytes: args.inspector_max_bytes.get(),
             }),
-            admin_token: args.admin_token.as_deref().and_then(crate::secret::AdminToken::parse),
+            admin_token,
             spool: SpoolOptions {
                 dir: data_dir.join("spool"),
                 max_bytes: args.spool_max_bytes.get() as u64,

@@ -3,7 +3,9 @@
 //! `GET /api/status`, `GET /api/deliveries` and `GET /api/deliveries/{id}`.
 //!
 //! Who may see it (the page shows customer data): on a loopback admin address, anyone local
-//! (requests naming another host are refused, against DNS rebinding); with `--admin-token`, only
+//! (requests naming another host, or passed on by a proxy, are refused; and with `--public-url`
+//! the webhook listener counts as public, so only a loopback `--admin-listen` of its own is
+//! open); with `--admin-token`, only
 //! a request bearing it (`Authorization: Bearer`, or the HttpOnly cookie the login form sets),
 //! compared in constant time; otherwise nobody: 404. Every answer carries a strict
 //! Content-Security-Policy; the script renders every value from a delivery as text.
@@ -50,24 +52,35 @@ pub(crate) struct InspectorAccess {
     access: Access,
     /// `<data-dir>/subscription.json` when `serve` manages the subscription.
     subscription_file: Option<PathBuf>,
+    /// Served over HTTPS: the login cookie is `Secure`.
+    https: bool,
 }
 
 impl InspectorAccess {
     pub(crate) fn new(inspector: Arc<Inspector>, settings: &ServeSettings) -> InspectorAccess {
         let addr = settings.admin_listen.unwrap_or(settings.listen);
-        let access = match (&settings.admin_token, addr.ip().is_loopback()) {
+        // With a public URL the webhook listener is reached through a proxy from the internet, so
+        // a loopback address proves nothing about who asks: then only a listener of its own is
+        // trusted without a token.
+        let exposed = settings.admin_listen.is_none() && settings.subscription.is_some();
+        let access = match (&settings.admin_token, addr.ip().is_loopback() && !exposed) {
             (Some(token), _) => Access::Token(token.clone()),
             (None, true) => Access::Loopback,
             (None, false) => {
+                let why = if exposed {
+                    "the webhook listener is public (--public-url); give the admin routes a loopback --admin-listen of their own"
+                } else {
+                    "the admin address is not loopback"
+                };
                 tracing::info!(
                     address = %addr,
-                    "the delivery inspector at / is closed: {addr} is not a loopback address; set --admin-token (ONCEHUB_BRIDGE_ADMIN_TOKEN) to open it"
+                    "the delivery inspector at / is closed: {why}, or set --admin-token (ONCEHUB_BRIDGE_ADMIN_TOKEN) to open it"
                 );
                 Access::Closed
             }
         };
         let subscription_file = settings.subscription.as_ref().map(|_| SubscriptionState::path(&settings.data_dir));
-        InspectorAccess { inspector, access, subscription_file }
+        InspectorAccess { inspector, access, subscription_file, https: settings.tls.is_some() }
     }
 }
 
@@ -94,12 +107,13 @@ fn admit(req: &HttpRequest, state: &AdminState) -> Result<Arc<Inspector>, Refuse
     let Some(access) = &state.inspector else { return Err(Refused::NotFound) };
     match &access.access {
         Access::Closed => Err(Refused::NotFound),
-        Access::Loopback if local_host(req) => Ok(access.inspector.clone()),
+        Access::Loopback if local_host(req) && !forwarded(req) => Ok(access.inspector.clone()),
         Access::Loopback => Err(Refused::NotFound),
         Access::Token(token) => match offered(req) {
-            None => Err(Refused::NoToken),
-            Some(t) if token.matches(&t) => Ok(access.inspector.clone()),
-            Some(_) => Err(Refused::WrongToken),
+            Offered::Nothing => Err(Refused::NoToken),
+            Offered::Bearer(t) if token.matches(&t) => Ok(access.inspector.clone()),
+            Offered::Session(s) if token.matches_session(&s) => Ok(access.inspector.clone()),
+            Offered::Bearer(_) | Offered::Session(_) => Err(Refused::WrongToken),
         },
     }
 }
@@ -115,15 +129,28 @@ fn local_host(req: &HttpRequest) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The token in the bearer header or the cookie.
-fn offered(req: &HttpRequest) -> Option<String> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    bearer.or_else(|| req.cookie(COOKIE).map(|c| c.value().to_owned()))
+/// A proxy passed the request on: whoever sent it is not necessarily local.
+fn forwarded(req: &HttpRequest) -> bool {
+    ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h))
+}
+
+/// What a request offers: the token in the bearer header, or the login cookie's session value.
+enum Offered {
+    Nothing,
+    Bearer(String),
+    Session(String),
+}
+
+fn offered(req: &HttpRequest) -> Offered {
+    let bearer =
+        req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    match (bearer, req.cookie(COOKIE)) {
+        (Some(token), _) => Offered::Bearer(token.to_owned()),
+        (None, Some(cookie)) => Offered::Session(cookie.value().to_owned()),
+        (None, None) => Offered::Nothing,
+    }
 }
 
 fn secured(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -185,15 +212,18 @@ struct LoginForm {
 }
 
 async fn login(state: web::Data<AdminState>, form: web::Form<LoginForm>) -> HttpResponse {
-    let Some(InspectorAccess { access: Access::Token(token), .. }) = &state.inspector else {
+    let Some(InspectorAccess { access: Access::Token(token), https, .. }) = &state.inspector else {
         return HttpResponse::NotFound().finish();
     };
     if !token.matches(&form.token) {
+        tracing::warn!("a wrong admin token was offered to the inspector's login form");
         return refused_page(Refused::WrongToken);
     }
-    let cookie = actix_web::cookie::Cookie::build(COOKIE, form.token.trim().to_owned())
+    let cookie = actix_web::cookie::Cookie::build(COOKIE, token.session())
         .http_only(true)
+        .secure(*https)
         .same_site(actix_web::cookie::SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::hours(12))
         .path("/")
         .finish();
     secured(HttpResponse::SeeOther()).insert_header((header::LOCATION, "/")).cookie(cookie).finish()
@@ -260,16 +290,24 @@ mod tests {
         let host = |h: &str| local_host(&TestRequest::default().insert_header((header::HOST, h)).to_http_request());
         assert!(host("127.0.0.1:8080") && host("localhost:8080") && host("[::1]:8080") && host("LOCALHOST"));
         assert!(!host("evil.example:8080") && !host("10.0.0.1:8080") && !host("127.0.0.1.evil.example"));
+        let proxied = TestRequest::default().insert_header(("x-forwarded-for", "203.0.113.9")).to_http_request();
+        assert!(forwarded(&proxied) && !forwarded(&TestRequest::default().to_http_request()));
     }
 
     #[test]
-    fn the_token_comes_from_the_bearer_header_or_the_cookie() {
+    fn the_token_comes_from_the_bearer_header_or_the_cookie_holds_a_session_value() {
         let r = TestRequest::default().insert_header((header::AUTHORIZATION, "Bearer abc")).to_http_request();
-        assert_eq!(offered(&r).as_deref(), Some("abc"));
+        assert!(matches!(offered(&r), Offered::Bearer(t) if t == "abc"));
         let r = TestRequest::default().cookie(actix_web::cookie::Cookie::new(COOKIE, "xyz")).to_http_request();
-        assert_eq!(offered(&r).as_deref(), Some("xyz"));
-        assert!(offered(&TestRequest::default().to_http_request()).is_none());
-        let token = AdminToken::parse("s3cret").unwrap();
-        assert!(token.matches("s3cret") && !token.matches("s3cre") && !token.matches(""));
+        assert!(matches!(offered(&r), Offered::Session(s) if s == "xyz"));
+        assert!(matches!(offered(&TestRequest::default().to_http_request()), Offered::Nothing));
+        let token = AdminToken::parse("s3cret-0123456789").unwrap();
+        assert!(token.matches("s3cret-0123456789") && !token.matches("s3cret-012345678") && !token.matches(""));
+        let session = token.session();
+        assert!(
+            !session.contains("s3cret")
+                && token.matches_session(&session)
+                && !token.matches_session("s3cret-0123456789")
+        );
     }
 }

@@ -66,6 +66,24 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A copy without the headers (what a list line needs; the body is shared, not copied).
+    pub fn summary(&self) -> Entry {
+        let s = &self.seen;
+        let seen = Seen {
+            received_at: s.received_at,
+            event_id: s.event_id.clone(),
+            trigger: s.trigger,
+            outcome: s.outcome.clone(),
+            signature: s.signature.clone(),
+            remote: s.remote,
+            size: s.size,
+            body: s.body.clone(),
+            headers: Vec::new(),
+            seq: s.seq,
+        };
+        Entry { id: self.id, seen, landed: self.landed.clone() }
+    }
+
     fn cost(&self) -> usize {
         ENTRY_OVERHEAD
             + self.seen.body.as_ref().map_or(0, Bytes::len)

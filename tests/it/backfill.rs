@@ -249,3 +249,27 @@ fn serve_backfill_needs_a_key_and_a_day() {
     assert!(said(&out).contains("\"January\" is not a day"), "{}", said(&out));
     assert!(!said(&out).contains(API_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_larger_than_the_receiver_takes_is_skipped_not_retried_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let api = StubApi::start();
+    api.seed_bookings(150, Utc::now() - chrono::Duration::days(1));
+    api.pad_booking(120, 64 * 1024);
+    let mut bin = Binary::serve(&data, &["--webhook-secret", SECRET, "--max-body-bytes", "16KiB"], &[]);
+    let out = backfill(&api, &data, &bin.url(), &["--since", "2020-01-01"]);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("1 larger than the receiver's --max-body-bytes, skipped"), "{}", said(&out));
+    assert!(said(&out).contains("BKNG-API000120"), "the warning names it: {}", said(&out));
+    // A second backfill from the same data dir while one runs is refused, not interleaved.
+    let lock = std::fs::File::create(data.join("backfill.lock")).unwrap();
+    lock.lock().unwrap();
+    let busy = backfill(&api, &data, &bin.url(), &["--since", "last"]);
+    assert!(!busy.status.success() && said(&busy).contains("another backfill is running"), "{}", said(&busy));
+    drop(lock);
+    assert!(bin.terminate(Duration::from_secs(30)).success());
+    let lake = data.join("lake").display().to_string();
+    let d = duck(&format!("SELECT count(*) FROM delta_scan('{lake}/bookings')"));
+    assert_eq!(d.rows[0][0].as_i64(), Some(149));
+}

@@ -12,6 +12,7 @@ use oncehub_bridge::secret::WebhookSecret;
 use serde_json::Value;
 
 use crate::helpers::{Binary, SECRET, free_port, post_signed_to, wait_for_port};
+use crate::stub_api::{API_KEY, StubApi};
 
 pub async fn get(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.unwrap();
@@ -168,7 +169,39 @@ async fn the_inspector_is_closed_off_loopback_opens_with_the_token_and_can_be_tu
     assert_eq!(reqwest::get(format!("{base}/api/status")).await.unwrap().status(), 200);
     let rebound = client.get(format!("{base}/api/status")).header("Host", "evil.example").send().await.unwrap();
     assert_eq!(rebound.status(), 404);
+    let proxied = client.get(format!("{base}/")).header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
+    assert_eq!(proxied.status(), 404, "a proxy passed it on: not a local request");
     drop(bin);
+
+    // A public webhook listener (--public-url): loopback proves nothing there, so the inspector on
+    // it is closed; opened with the token, it shows the managed subscription.
+    let api = StubApi::start();
+    let env = [("ONCEHUB_API_KEY", API_KEY.to_owned()), ("ONCEHUB_API_BASE_URL", api.base_url())];
+    let public = ["--public-url", "https://hooks.example.test"];
+    let bin = Binary::serve(&dir.path().join("e"), &public, &env);
+    let base = format!("http://127.0.0.1:{}", bin.port);
+    assert_eq!(reqwest::get(format!("{base}/api/status")).await.unwrap().status(), 404);
+    assert!(bin.stderr().contains("the webhook listener is public (--public-url)"), "{}", bin.stderr());
+    drop(bin);
+    let bin = Binary::serve(&dir.path().join("e"), &[&public[..], &["--admin-token", token]].concat(), &env);
+    let base = format!("http://127.0.0.1:{}", bin.port);
+    let status: Value =
+        client.get(format!("{base}/api/status")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let hook = &api.hooks()[0];
+    assert_eq!(status["subscription"]["id"], hook.id.as_str(), "{status}");
+    assert_eq!(status["subscription"]["url"], "https://hooks.example.test/webhooks/oncehub");
+    assert!(status["subscription"]["events"].as_array().is_some_and(|e| !e.is_empty()));
+    assert!(!status.to_string().contains(&hook.secret), "the subscription's secret is not shown");
+    drop(bin);
+
+    // A token too short to protect customer data is refused at start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oncehub-bridge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "short", "--data-dir"])
+        .arg(dir.path().join("f"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
 
     // --inspector off: nothing recorded, nothing served.
     let bin = Binary::serve(&dir.path().join("d"), &["--webhook-secret", SECRET, "--inspector", "off"], &[]);

@@ -187,6 +187,11 @@ impl StubApi {
             .collect();
     }
 
+    /// Gives booking `i` a `note` of `bytes` characters (a booking larger than a receiver takes).
+    pub fn pad_booking(&self, i: usize, bytes: usize) {
+        self.state().bookings[i]["note"] = json!("n".repeat(bytes));
+    }
+
     /// The per-IP cap: at most `requests` per `period` (429 beyond).
     pub fn set_window(&self, requests: usize, period: Duration) {
         self.state().window = Some((requests, period));
