@@ -6,7 +6,8 @@
 #   bash bench/run.sh --smoke   a few seconds on the debug build, to keep the harness working
 #
 # Installs wrk and nginx from Debian's packages and DuckDB from PyPI when missing. Knobs (env):
-# N (deliveries at saturation), CONNS (64), THREADS (1), RATE (5000), RATE_SECS (10), KEEP=1.
+# N (deliveries at saturation), CONNS (64), THREADS (1), RATE (5000), RATE_SECS (10), KEEP=1,
+# BRIDGE_ARGS (more `serve` flags, e.g. "--inspector off").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,7 +102,7 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 echo "== oncehub-bridge: $RATE/s for ${RATE_SECS}s, then $N deliveries as fast as they are taken"
 "$BIN" serve --listen "127.0.0.1:$BRIDGE_PORT" --data-dir "$WORK/data" --webhook-secret "$SECRET" \
-  --signature-tolerance 0 --flush-interval "$FLUSH_INTERVAL" --shutdown-timeout 600s >"$WORK/serve.log" 2>&1 &
+  --signature-tolerance 0 --flush-interval "$FLUSH_INTERVAL" --shutdown-timeout 600s ${BRIDGE_ARGS:-} >"$WORK/serve.log" 2>&1 &
 bridge=$!
 pids+=("$bridge")
 wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
