@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use chrono::Utc;
-use oncehub_bridge::inspector::{Inspector, InspectorSettings, Outcome, Seen};
+use oncehub_bridge::inspector::{Inspector, InspectorSettings, Outcome, Seen, Signature};
 
 const HEADERS: [(&str, &str); 6] = [
     ("host", "bridge.example.com"),
@@ -21,26 +22,27 @@ const HEADERS: [(&str, &str); 6] = [
     ("accept-encoding", "gzip"),
 ];
 
-fn seen(body: &Bytes, seq: u64) -> Seen {
-    // As the receiver builds it: header names and values copied, the signature's `s` redacted.
-    let headers = HEADERS
+/// A request's headers as the server parsed them (values in shared buffers).
+fn request_headers() -> Vec<(HeaderName, HeaderValue)> {
+    HEADERS
         .iter()
         .map(|(k, v)| {
-            let shown =
-                if *k == "oncehub-signature" { "t=1767225600,s=<redacted>".to_owned() } else { (*v).to_owned() };
-            ((*k).to_owned(), shown)
+            (HeaderName::from_static(k), HeaderValue::from_maybe_shared(Bytes::from(*v)).expect("a header value"))
         })
-        .collect();
+        .collect()
+}
+
+fn seen(body: &Bytes, headers: &[(HeaderName, HeaderValue)], event_id: String, seq: u64) -> Seen {
     Seen {
         received_at: Utc::now(),
-        event_id: Some(format!("EVNT-{seq:012}")),
+        event_id: Some(event_id),
         trigger: Some("booking.scheduled"),
         outcome: Outcome::Accepted,
-        signature: "secret 1 of 1 matched".to_owned(),
+        signature: Signature::Matched { index: 0, current: 1 },
         remote: "10.0.0.7:51234".parse().ok(),
         size: body.len(),
         body: Some(body.clone()),
-        headers,
+        headers: headers.to_vec(),
         seq: Some(seq),
     }
 }
@@ -51,16 +53,23 @@ fn main() {
     let settings = InspectorSettings { max_deliveries: 500, max_bytes: 16 << 20 };
     for threads in [1u64, 2, 4] {
         let inspector = Arc::new(Inspector::new(&settings));
+        let headers = request_headers();
         for i in 0..1000 {
-            inspector.record(seen(&body, i));
+            inspector.record(seen(&body, &headers, format!("EVNT-{i:012}"), i));
         }
+        // The event ids exist before the record (peek made them; the receiver moves its id in).
+        let ids: Vec<Vec<String>> =
+            (0..threads).map(|t| (0..per_thread).map(|i| format!("EVNT-{t}-{i:012}")).collect()).collect();
         let started = Instant::now();
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (inspector, body) = (inspector.clone(), body.clone());
+        let workers: Vec<_> = ids
+            .into_iter()
+            .enumerate()
+            .map(|(t, ids)| {
+                let t = t as u64;
+                let (inspector, body, headers) = (inspector.clone(), body.clone(), request_headers());
                 std::thread::spawn(move || {
-                    for i in 0..per_thread {
-                        inspector.record(seen(&body, t * per_thread + i));
+                    for (i, id) in ids.into_iter().enumerate() {
+                        inspector.record(seen(&body, &headers, id, t * per_thread + i as u64));
                     }
                 })
             })

@@ -14,7 +14,7 @@ use chrono::Utc;
 use super::body::read_limited;
 use super::{WebhookError, WebhookState};
 use crate::event::{Trigger, peek};
-use crate::inspector::{Outcome, Seen};
+use crate::inspector::{Outcome, Seen, Signature};
 use crate::metrics;
 use crate::oncehub::signature::{SignatureError, SignatureHeader};
 use crate::spool::{Appended, Delivery, EventKey};
@@ -66,7 +66,7 @@ struct Observed {
     size: Option<usize>,
     event_id: Option<String>,
     trigger: Option<&'static str>,
-    signature: Option<String>,
+    signature: Option<Signature>,
 }
 
 impl Observed {
@@ -80,14 +80,17 @@ impl Observed {
             Ok((Appended::Stored(seq), _)) => Some(seq.0),
             _ => None,
         };
-        let headers = if self.body.is_some() { redacted_headers(req) } else { Vec::new() };
+        let headers = match self.body {
+            Some(_) => req.headers().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => Vec::new(),
+        };
         let declared = || req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
         Seen {
             received_at: self.received_at.unwrap_or_else(Utc::now),
             event_id: self.event_id,
             trigger: self.trigger,
             outcome,
-            signature: self.signature.unwrap_or_else(|| "no Oncehub-Signature header".to_owned()),
+            signature: self.signature.unwrap_or(Signature::NoHeader),
             remote: req.peer_addr(),
             size: self.size.or_else(declared).unwrap_or(0),
             body: self.body,
@@ -97,42 +100,6 @@ impl Observed {
     }
 }
 
-/// Headers whose values the inspector shows (the signature's `s` redacted); any other header is
-/// listed by name only, so a credential a proxy adds never reaches the page.
-const SHOWN_HEADERS: [&str; 12] = [
-    "host",
-    "user-agent",
-    "content-type",
-    "content-length",
-    "content-encoding",
-    "accept",
-    "accept-encoding",
-    "oncehub-signature",
-    "x-request-id",
-    "traceparent",
-    "connection",
-    "expect",
-];
-
-/// The request's headers as the inspector shows them.
-fn redacted_headers(req: &HttpRequest) -> Vec<(String, String)> {
-    req.headers()
-        .iter()
-        .map(|(name, value)| {
-            let text = value.to_str().unwrap_or("<not text>");
-            let shown = match name.as_str() {
-                "oncehub-signature" => match text.split(',').find(|p| p.trim().starts_with("t=")) {
-                    Some(t) => format!("{},s=<redacted>", t.trim()),
-                    None => "<redacted>".to_owned(),
-                },
-                n if SHOWN_HEADERS.contains(&n) => text.to_owned(),
-                _ => "<not shown>".to_owned(),
-            };
-            (name.as_str().to_owned(), shown)
-        })
-        .collect()
-}
-
 async fn accept(
     req: &HttpRequest,
     payload: web::Payload,
@@ -140,21 +107,23 @@ async fn accept(
     seen: &mut Observed,
 ) -> Result<(Appended, Option<Trigger>), WebhookError> {
     let header = req.headers().get("oncehub-signature");
-    seen.signature = Some(match header {
-        None => "no Oncehub-Signature header".to_owned(),
-        Some(_) => "malformed Oncehub-Signature header".to_owned(),
-    });
+    seen.signature = Some(if header.is_some() { Signature::Malformed } else { Signature::NoHeader });
     let header = header.ok_or(SignatureError::Missing)?.to_str().map_err(|_| SignatureError::Malformed)?;
     let header = SignatureHeader::parse(header)?;
-    seen.signature = Some("not checked: the body did not arrive whole".to_owned());
+    seen.signature = Some(Signature::BodyIncomplete);
     let body = read_limited(req, payload, state.max_body_bytes, state.body_timeout).await?;
     let received_at = Utc::now();
     seen.received_at = Some(received_at);
     seen.size = Some(body.len());
     let verified = state.verifier.verify(&header, &body, received_at.timestamp());
-    if state.inspector.is_some() {
-        seen.signature = Some(state.verifier.describe(&verified, Some(header.timestamp()), received_at.timestamp()));
-    }
+    seen.signature = Some(match &verified {
+        Ok(index) => Signature::Matched { index: *index, current: state.verifier.current_secrets() },
+        Err(SignatureError::Stale) => Signature::Stale {
+            offset_secs: header.timestamp() - received_at.timestamp(),
+            tolerance_secs: state.verifier.tolerance_secs(),
+        },
+        Err(_) => Signature::NoMatch { configured: state.verifier.secrets() },
+    });
     verified?;
     let peeked = peek(&body);
     if state.inspector.is_some() {
@@ -164,9 +133,11 @@ async fn accept(
             (None, Some(_)) => Some("other"),
             (None, None) => None,
         };
-        seen.event_id = peeked.id.clone();
     }
     let event_key = peeked.id.as_deref().map(EventKey::of);
+    if state.inspector.is_some() {
+        seen.event_id = peeked.id;
+    }
     let delivery = Delivery {
         received_at,
         remote_addr: req.peer_addr(),

@@ -5,13 +5,13 @@
 //! The receiver records every delivery after it has answered it (off the fsync path: the spool
 //! append is already done) with one short lock; the batcher reports each file once it is in its
 //! table. Memory is bounded by [`ring::Ring`]'s two limits whatever the traffic. Bodies and headers
-//! are kept only for signed deliveries (an unsigned body may be anyone's), with the signature
-//! header redacted; no secret is ever recorded.
+//! are kept only for signed deliveries (an unsigned body may be anyone's), shared with the request
+//! rather than copied, and shown with the signature redacted; no secret is ever recorded.
 
 mod counters;
 mod ring;
 
-pub use ring::{Entry, Landed, Outcome, Seen};
+pub use ring::{Entry, Landed, Outcome, Seen, Signature};
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -63,13 +63,17 @@ impl Inspector {
 
     /// A delivery the receiver answered.
     pub fn record(&self, seen: Seen) {
-        let mut state = self.state();
-        match &seen.outcome {
-            Outcome::Accepted => state.counters.accepted(seen.trigger.unwrap_or("not_an_event"), seen.received_at),
-            Outcome::Duplicate => state.counters.duplicate(),
-            Outcome::Rejected { reason, .. } => state.counters.rejected(reason),
-        }
-        state.ring.push(seen);
+        let dropped = {
+            let mut state = self.state();
+            match &seen.outcome {
+                Outcome::Accepted => state.counters.accepted(seen.trigger.unwrap_or("not_an_event"), seen.received_at),
+                Outcome::Duplicate => state.counters.duplicate(),
+                Outcome::Rejected { reason, .. } => state.counters.rejected(reason),
+            }
+            state.ring.push(seen).1
+        };
+        // Freed after the lock: the next delivery does not wait for it.
+        drop(dropped);
     }
 
     /// A file holding the rows of the deliveries `seqs` (received at `received_at`) is in `table`.
@@ -109,7 +113,8 @@ impl Inspector {
             Err(_) => String::from_utf8_lossy(b).into_owned(),
         });
         out["body"] = json!(body);
-        out["headers"] = json!(entry.seen.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>());
+        out["headers"] =
+            json!(shown_headers(&entry.seen.headers).into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>());
         Some(out)
     }
 }
@@ -140,12 +145,50 @@ fn line(e: &Entry) -> Value {
         "trigger": s.trigger,
         "outcome": s.outcome.name(),
         "status": status,
-        "signature": s.signature,
+        "signature": s.signature.text(),
         "remote": s.remote.map(|a| a.to_string()),
         "size": s.size,
         "has_body": s.body.is_some(),
         "landed": landed,
     })
+}
+
+/// Headers whose values are shown (the signature's `s` redacted); any other header is listed by
+/// name only, so a credential a proxy adds never reaches the page.
+const SHOWN_HEADERS: [&str; 12] = [
+    "host",
+    "user-agent",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "accept",
+    "accept-encoding",
+    "oncehub-signature",
+    "x-request-id",
+    "traceparent",
+    "connection",
+    "expect",
+];
+
+/// A delivery's headers as the page shows them.
+fn shown_headers(
+    headers: &[(actix_web::http::header::HeaderName, actix_web::http::header::HeaderValue)],
+) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let text = value.to_str().unwrap_or("<not text>");
+            let shown = match name.as_str() {
+                "oncehub-signature" => match text.split(',').find(|p| p.trim().starts_with("t=")) {
+                    Some(t) => format!("{},s=<redacted>", t.trim()),
+                    None => "<redacted>".to_owned(),
+                },
+                n if SHOWN_HEADERS.contains(&n) => text.to_owned(),
+                _ => "<not shown>".to_owned(),
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect()
 }
 
 /// Why a delivery became a dead letter, read from its body when asked (not on the hot path).

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
@@ -30,6 +31,46 @@ impl Outcome {
     }
 }
 
+/// What the signature check found; text only when it is shown (nothing is formatted per delivery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    NoHeader,
+    Malformed,
+    /// The header was fine; the body did not arrive whole (too large, stalled, broken).
+    BodyIncomplete,
+    /// Secret `index` matched: one of the `current` configured ones, or past them, a replaced
+    /// subscription's secret in its grace period.
+    Matched {
+        index: usize,
+        current: usize,
+    },
+    Stale {
+        offset_secs: i64,
+        tolerance_secs: u64,
+    },
+    NoMatch {
+        configured: usize,
+    },
+}
+
+impl Signature {
+    pub fn text(&self) -> String {
+        match self {
+            Signature::NoHeader => "no Oncehub-Signature header".to_owned(),
+            Signature::Malformed => "malformed Oncehub-Signature header".to_owned(),
+            Signature::BodyIncomplete => "not checked: the body did not arrive whole".to_owned(),
+            Signature::Matched { index, current } if index < current => {
+                format!("secret {} of {current} matched", index + 1)
+            }
+            Signature::Matched { .. } => "the replaced subscription's secret matched (grace period)".to_owned(),
+            Signature::Stale { offset_secs, tolerance_secs } => {
+                format!("not checked: t was {offset_secs} s from now (tolerance {tolerance_secs} s)")
+            }
+            Signature::NoMatch { configured } => format!("no secret matched (of {configured} configured)"),
+        }
+    }
+}
+
 /// One delivery as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -39,12 +80,13 @@ pub struct Seen {
     pub trigger: Option<&'static str>,
     pub outcome: Outcome,
     /// Which secret matched, or why none did.
-    pub signature: String,
+    pub signature: Signature,
     pub remote: Option<SocketAddr>,
     pub size: usize,
-    /// Signed deliveries only: the body, and the request headers with the signature redacted.
+    /// Signed deliveries only: the body, and the request headers (shared with the request, not
+    /// copied; redacted when shown).
     pub body: Option<Bytes>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The spool sequence of an accepted delivery.
     pub seq: Option<u64>,
 }
@@ -87,7 +129,7 @@ impl Entry {
     fn cost(&self) -> usize {
         ENTRY_OVERHEAD
             + self.seen.body.as_ref().map_or(0, Bytes::len)
-            + self.seen.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self.seen.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
     }
 }
 
@@ -115,15 +157,16 @@ impl Ring {
         }
     }
 
-    /// Keeps `seen`, dropping the oldest entries over either bound; returns its id.
-    pub(super) fn push(&mut self, mut seen: Seen) -> u64 {
+    /// Keeps `seen`, dropping the oldest entries over either bound; returns its id and the
+    /// entries dropped (for the caller to free after it released its lock).
+    pub(super) fn push(&mut self, mut seen: Seen) -> (u64, Vec<Entry>) {
         let id = self.next_id;
         self.next_id += 1;
         if let Some(seq) = seen.seq {
             self.pending.insert(seq, id);
         }
         let kept = seen.body.as_ref().map_or(0, Bytes::len)
-            + seen.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + seen.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>();
         if ENTRY_OVERHEAD + kept > self.max_bytes {
             // Too large to keep whole: keep the line, not the body.
             seen.body = None;
@@ -132,14 +175,16 @@ impl Ring {
         let entry = Entry { id, seen, landed: None };
         self.bytes += entry.cost();
         self.entries.push_back(entry);
+        let mut dropped = Vec::new();
         while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
             let Some(old) = self.entries.pop_front() else { break };
             self.bytes -= old.cost();
             if let Some(seq) = old.seen.seq {
                 self.pending.remove(&seq);
             }
+            dropped.push(old);
         }
-        id
+        (id, dropped)
     }
 
     /// The deliveries of `seqs` are in `key` of `table`.
@@ -181,13 +226,22 @@ mod tests {
             event_id: Some("EVNT-1".into()),
             trigger: Some("booking.scheduled"),
             outcome: Outcome::Accepted,
-            signature: "secret 1 matched".into(),
+            signature: Signature::Matched { index: 0, current: 1 },
             remote: None,
             size: body.len(),
             body: Some(Bytes::from_static(body)),
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers: vec![(HeaderName::from_static("content-type"), HeaderValue::from_static("application/json"))],
             seq,
         }
+    }
+
+    #[test]
+    fn signature_results_read_as_sentences() {
+        assert_eq!(Signature::Matched { index: 1, current: 2 }.text(), "secret 2 of 2 matched");
+        assert!(Signature::Matched { index: 2, current: 2 }.text().contains("grace period"));
+        let stale = Signature::Stale { offset_secs: -301, tolerance_secs: 300 };
+        assert_eq!(stale.text(), "not checked: t was -301 s from now (tolerance 300 s)");
+        assert_eq!(Signature::NoMatch { configured: 1 }.text(), "no secret matched (of 1 configured)");
     }
 
     #[test]
@@ -216,9 +270,9 @@ mod tests {
     #[test]
     fn landing_finds_the_entries_still_in_the_ring() {
         let mut ring = Ring::new(2, 1 << 20);
-        let a = ring.push(seen(Some(1), b"{}"));
-        let b = ring.push(seen(Some(2), b"{}"));
-        let c = ring.push(seen(Some(3), b"{}"));
+        let a = ring.push(seen(Some(1), b"{}")).0;
+        let b = ring.push(seen(Some(2), b"{}")).0;
+        let c = ring.push(seen(Some(3), b"{}")).0;
         ring.landed(&[1, 2, 3, 99], "bookings", "bookings/dt=2026-01-01/part-x.parquet", Utc::now());
         assert!(ring.get(a).is_none());
         assert_eq!(ring.get(b).unwrap().landed.as_ref().unwrap().table, "bookings");

@@ -40,7 +40,7 @@ async fn post_all(url: &str, deliveries: &[(String, Vec<u8>)]) -> BTreeSet<Strin
     acked
 }
 
-/// Every event id in the four tables, and a check that no table references a file twice.
+/// Every event id in the tables, and a check that no table references a file twice.
 fn ids_once(read: &Value) -> Vec<String> {
     let mut ids = Vec::new();
     for t in TABLES {

@@ -1,5 +1,5 @@
 //! Property: whatever a signed delivery holds, it is answered 200, the service never stops, and
-//! the rows across the four tables equal the deliveries accepted (duplicates answered
+//! the rows across the tables equal the deliveries accepted (duplicates answered
 //! `duplicate` add none). Random envelopes (random JSON trees, unicode, empty or odd
 //! `id`/`type`/`data`, huge strings, duplicate keys, bytes that are not JSON) go through the whole
 //! path: the real binary, the spool, the batcher, the encoder, a real S3 server; DuckDB counts.

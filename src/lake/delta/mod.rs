@@ -105,7 +105,7 @@ struct TableState {
     stale: bool,
 }
 
-/// The four tables of one storage URL, written by one instance.
+/// The tables of one storage URL, written by one instance.
 pub struct DeltaLake {
     engine: Arc<Engine>,
     /// The engine's store, for reading a commit back (see `verify`).
