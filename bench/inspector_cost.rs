@@ -33,6 +33,8 @@ fn request_headers() -> Vec<(HeaderName, HeaderValue)> {
 }
 
 fn seen(body: &Bytes, headers: &[(HeaderName, HeaderValue)], event_id: String, seq: u64) -> Seen {
+    // As the receiver does: the headers copied into one buffer of their own.
+    let headers = oncehub_bridge::inspector::header_lines(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
     Seen {
         received_at: Utc::now(),
         event_id: Some(event_id),
@@ -42,7 +44,7 @@ fn seen(body: &Bytes, headers: &[(HeaderName, HeaderValue)], event_id: String, s
         remote: "10.0.0.7:51234".parse().ok(),
         size: body.len(),
         body: Some(body.clone()),
-        headers: headers.to_vec(),
+        headers,
         seq: Some(seq),
     }
 }

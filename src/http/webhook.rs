@@ -81,8 +81,8 @@ impl Observed {
             _ => None,
         };
         let headers = match self.body {
-            Some(_) => req.headers().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            None => Vec::new(),
+            Some(_) => crate::inspector::header_lines(req.headers().iter().map(|(k, v)| (k.as_str(), v.as_bytes()))),
+            None => bytes::Bytes::new(),
         };
         let declared = || req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
         Seen {

@@ -170,15 +170,26 @@ const SHOWN_HEADERS: [&str; 12] = [
     "expect",
 ];
 
+/// The `name: value` lines a request's headers are kept as.
+pub fn header_lines<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(512);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        // A value never holds a line break (HTTP forbids it), so lines split back unambiguously.
+        out.extend(value.iter().map(|b| if *b == b'\n' { b' ' } else { *b }));
+        out.push(b'\n');
+    }
+    out.into()
+}
+
 /// A delivery's headers as the page shows them.
-fn shown_headers(
-    headers: &[(actix_web::http::header::HeaderName, actix_web::http::header::HeaderValue)],
-) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let text = value.to_str().unwrap_or("<not text>");
-            let shown = match name.as_str() {
+fn shown_headers(headers: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(headers)
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, text)| {
+            let shown = match name {
                 "oncehub-signature" => match text.split(',').find(|p| p.trim().starts_with("t=")) {
                     Some(t) => format!("{},s=<redacted>", t.trim()),
                     None => "<redacted>".to_owned(),
@@ -186,7 +197,7 @@ fn shown_headers(
                 n if SHOWN_HEADERS.contains(&n) => text.to_owned(),
                 _ => "<not shown>".to_owned(),
             };
-            (name.as_str().to_owned(), shown)
+            (name.to_owned(), shown)
         })
         .collect()
 }

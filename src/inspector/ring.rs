@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
@@ -83,10 +82,11 @@ pub struct Seen {
     pub signature: Signature,
     pub remote: Option<SocketAddr>,
     pub size: usize,
-    /// Signed deliveries only: the body, and the request headers (shared with the request, not
-    /// copied; redacted when shown).
+    /// Signed deliveries only: the body, and the request headers as `name: value` lines in one
+    /// buffer of their own (one copy, so the connection's read buffer is not held; redacted when
+    /// shown).
     pub body: Option<Bytes>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Bytes,
     /// The spool sequence of an accepted delivery.
     pub seq: Option<u64>,
 }
@@ -120,16 +120,14 @@ impl Entry {
             remote: s.remote,
             size: s.size,
             body: s.body.clone(),
-            headers: Vec::new(),
+            headers: Bytes::new(),
             seq: s.seq,
         };
         Entry { id: self.id, seen, landed: self.landed.clone() }
     }
 
     fn cost(&self) -> usize {
-        ENTRY_OVERHEAD
-            + self.seen.body.as_ref().map_or(0, Bytes::len)
-            + self.seen.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
+        ENTRY_OVERHEAD + self.seen.body.as_ref().map_or(0, Bytes::len) + self.seen.headers.len()
     }
 }
 
@@ -165,12 +163,11 @@ impl Ring {
         if let Some(seq) = seen.seq {
             self.pending.insert(seq, id);
         }
-        let kept = seen.body.as_ref().map_or(0, Bytes::len)
-            + seen.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>();
+        let kept = seen.body.as_ref().map_or(0, Bytes::len) + seen.headers.len();
         if ENTRY_OVERHEAD + kept > self.max_bytes {
             // Too large to keep whole: keep the line, not the body.
             seen.body = None;
-            seen.headers.clear();
+            seen.headers = Bytes::new();
         }
         let entry = Entry { id, seen, landed: None };
         self.bytes += entry.cost();
@@ -230,7 +227,7 @@ mod tests {
             remote: None,
             size: body.len(),
             body: Some(Bytes::from_static(body)),
-            headers: vec![(HeaderName::from_static("content-type"), HeaderValue::from_static("application/json"))],
+            headers: Bytes::from_static(b"content-type: application/json\n"),
             seq,
         }
     }
