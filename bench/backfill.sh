@@ -36,7 +36,9 @@ trap cleanup EXIT
 
 [ -x "$PY" ] || bash scripts/duckdb-venv.sh
 release=(); [ "$PROFILE" = release ] && release=(--release)
-cargo build --locked "${release[@]}" --bin oncehub-bridge
+# The same targets as the other benchmarks (an example pulls the dev-dependencies), so the
+# debug smoke reuses the test build instead of compiling the dependencies again.
+cargo build --locked "${release[@]}" --bin oncehub-bridge --example gen-payloads
 BIN=target/$PROFILE/oncehub-bridge
 
 "$PY" bench/stub_oncehub.py "$API_PORT" "$BOOKINGS" "$CONTACTS" "$WORK/api-stats.json" &
