@@ -102,12 +102,8 @@ impl AdminToken {
     }
 
     /// Characters in the token.
-    pub fn len(&self) -> usize {
+    pub fn chars(&self) -> usize {
         self.0.chars().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

@@ -9,9 +9,9 @@ use clap::Args;
 
 use super::{ApiArgs, DataDirArg, parse_bytes};
 
-/// The lake a maintenance command works on: the same settings (and variables) as `serve`.
+/// Where the lake is: the same settings (and variables) as `serve`.
 #[derive(Debug, Clone, Args)]
-pub struct LakeArgs {
+pub struct StoreArgs {
     #[command(flatten)]
     pub data: DataDirArg,
     /// The lake: s3://bucket/prefix, gs://..., az://..., file:///abs/path or a path (S3 settings
@@ -21,6 +21,13 @@ pub struct LakeArgs {
     /// The lake's --table-format: `delta` (the default) or `parquet`.
     #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = crate::lake::TableFormat::Delta)]
     pub table_format: crate::lake::TableFormat,
+}
+
+/// The lake a maintenance command works on, and which of its tables.
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Only this table (bookings, conversations, other_events, dead_letter, contacts,
     /// bookings_current); repeat for more. Default: every table.
     #[arg(long = "table", value_parser = parse_table)]
@@ -57,32 +64,15 @@ pub struct CompactArgs {
 /// Settings of `current`.
 #[derive(Debug, Clone, Args)]
 pub struct CurrentArgs {
-    #[command(flatten)]
-    pub data: DataDirArg,
-    /// The lake, as for `serve`. Default: <data-dir>/lake.
-    #[arg(long, env = "ONCEHUB_BRIDGE_STORAGE_URL")]
-    pub storage_url: Option<String>,
     /// `bookings_current` is kept for Delta tables; the plain layout has a view (`schema ddl`).
-    #[arg(long, env = "ONCEHUB_BRIDGE_TABLE_FORMAT", value_enum, default_value_t = crate::lake::TableFormat::Delta)]
-    pub table_format: crate::lake::TableFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Cut files at about this size.
     #[arg(long, env = "ONCEHUB_BRIDGE_COMPACT_TARGET_SIZE", default_value = "128MiB", value_parser = parse_bytes)]
     pub target_size: NonZeroUsize,
     /// Only report which partitions would be rewritten.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-impl CurrentArgs {
-    pub fn lake(&self) -> LakeArgs {
-        LakeArgs {
-            data: self.data.clone(),
-            storage_url: self.storage_url.clone(),
-            table_format: self.table_format,
-            tables: vec![crate::schema::Table::BookingsCurrent],
-            dry_run: self.dry_run,
-        }
-    }
 }
 
 /// Settings of `backfill`.

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod maintenance;
 mod serve;
 
-pub(crate) use maintenance::{BackfillArgs, CompactArgs, CurrentArgs, LakeArgs, VacuumArgs};
+pub(crate) use maintenance::{BackfillArgs, CompactArgs, CurrentArgs, StoreArgs, VacuumArgs};
 pub(crate) use serve::ServeArgs;
 
 /// Lands OnceHub webhook deliveries as typed Parquet tables on S3-compatible storage.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{CompactArgs, CurrentArgs, LakeArgs, VacuumArgs};
+use crate::cli::{CompactArgs, CurrentArgs, StoreArgs, VacuumArgs};
 use crate::compact::{Compactor, Layout, Options, Outcome, Partition};
 use crate::config::{MIN_VACUUM_RETENTION, resolve};
 use crate::lake::{DeltaLake, TableFormat};
@@ -24,7 +24,8 @@ struct Opened {
     shown: String,
 }
 
-fn open(args: &LakeArgs) -> anyhow::Result<Opened> {
+/// The lake `args` names, with `tables` (default: every delivered table).
+fn open(args: &StoreArgs, tables: &[Table]) -> anyhow::Result<Opened> {
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
     let data_dir = resolve(&cwd, &args.data.data_dir);
     let storage = match &args.storage_url {
@@ -44,13 +45,13 @@ fn open(args: &LakeArgs) -> anyhow::Result<Opened> {
             Layout::Delta(Arc::new(DeltaLake::new(&root, local_dir, &WriterId::generate(), catalog.clone())))
         }
     };
-    let tables = if args.tables.is_empty() { Table::ALL.to_vec() } else { args.tables.clone() };
+    let tables = if tables.is_empty() { Table::ALL.to_vec() } else { tables.to_vec() };
     Ok(Opened { layout, store, catalog, tables, shown: storage.to_string() })
 }
 
 /// `oncehub-bridge compact`.
 pub async fn run(args: CompactArgs) -> anyhow::Result<()> {
-    let lake = open(&args.lake)?;
+    let lake = open(&args.lake.store, &args.lake.tables)?;
     let options = Options {
         target_size: args.target_size.get() as u64,
         since: args.since,
@@ -119,7 +120,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 
 /// `oncehub-bridge current`.
 pub async fn current(args: CurrentArgs) -> anyhow::Result<()> {
-    let lake = open(&args.lake())?;
+    let lake = open(&args.store, &[Table::BookingsCurrent])?;
     let options = Options { target_size: args.target_size.get() as u64, dry_run: args.dry_run, ..Options::default() };
     let compactor = Compactor::new(lake.layout, lake.store, lake.catalog, options, tokio::runtime::Handle::current());
     let report = tokio::task::spawn_blocking(move || compactor.rebuild_current()).await?;
@@ -137,7 +138,7 @@ pub async fn vacuum(args: VacuumArgs) -> anyhow::Result<()> {
             humantime::format_duration(retention)
         );
     }
-    let lake = open(&args.lake)?;
+    let lake = open(&args.lake.store, &args.lake.tables)?;
     let Layout::Delta(delta) = lake.layout else {
         println!(
             "{}: the parquet layout keeps no removed files (compaction deletes its inputs); nothing to vacuum",

@@ -200,7 +200,7 @@ impl ServeSettings {
         };
         let public_url = args.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
         let admin_token = args.admin_token.as_deref().and_then(crate::secret::AdminToken::parse);
-        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        if admin_token.as_ref().is_some_and(|t| t.chars() < 16) {
             return Err(ConfigError::ShortAdminToken);
         }
         let backfill_since = args.backfill_since.as_deref().map(str::trim).filter(|d| !d.is_empty());

@@ -144,7 +144,7 @@ impl Round {
     /// `bookings_current`, when `bookings` changed since the last rebuild.
     fn current(&mut self) {
         let version = match self.lake.open_existing(Table::Bookings) {
-            Ok(Some(_)) => self.lake.versioned_files(Table::Bookings).map(|(v, _)| v),
+            Ok(Some(_)) => self.lake.version(Table::Bookings),
             Ok(None) => return,
             Err(e) => Err(e),
         };

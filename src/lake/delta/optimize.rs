@@ -97,6 +97,11 @@ impl DeltaLake {
         self.versioned_files(table).map(|(_, files)| files)
     }
 
+    /// The table's newest version (its log read, not its files).
+    pub fn version(&self, table: Table) -> Result<u64, LakeError> {
+        Ok(self.refresh(table)?.version())
+    }
+
     /// The table's newest version and every data file of it.
     pub fn versioned_files(&self, table: Table) -> Result<(u64, Vec<LiveFile>), LakeError> {
         let snapshot = self.refresh(table)?;
