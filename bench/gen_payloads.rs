@@ -5,7 +5,8 @@
 //!
 //! Signatures carry one fixed timestamp, so run the receiver with `--signature-tolerance 0`.
 //! `GEN_TIME` (RFC 3339) sets the events' creation time (so their `dt` partition) instead of now;
-//! `GEN_TRIGGERS` keeps only triggers starting with it (`booking.`: the bookings table only).
+//! `GEN_TRIGGERS` keeps only triggers starting with it (`booking.`: the bookings table only);
+//! `GEN_BODY_BYTES` lengthens each body's free text (the note, a chat answer) to about that size.
 //!
 //! Customer names, emails, notes and chat answers vary from delivery to delivery (a fixed-seed
 //! generator, so every run writes the same file): identical bodies would compress far better in
@@ -32,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         Err(_) => Utc::now(),
     };
     let only = std::env::var("GEN_TRIGGERS").unwrap_or_default();
+    let body_bytes: usize = std::env::var("GEN_BODY_BYTES").ok().map(|b| b.parse()).transpose()?.unwrap_or(0);
     let shapes: Vec<(String, usize)> = samples::all_events("shape", now)
         .iter()
         .enumerate()
@@ -46,7 +48,11 @@ fn main() -> anyhow::Result<()> {
         let (event_type, variant) = &shapes[n % shapes.len()];
         let mut event = samples::event(event_type, &format!("EVNT-{tag}-{n:09}"), *variant, now);
         vary(&mut event, &mut rng);
-        let body = serde_json::to_vec(&event)?;
+        let mut body = serde_json::to_vec(&event)?;
+        if body.len() < body_bytes {
+            lengthen(&mut event, &mut rng, body_bytes - body.len());
+            body = serde_json::to_vec(&event)?;
+        }
         bytes += body.len();
         writeln!(file, "{}", sign(&secret, t, &body))?;
         file.write_all(&body)?;
@@ -135,4 +141,25 @@ fn vary(event: &mut serde_json::Value, rng: &mut Rng) {
             "question": "What brings you here today?", "value": sentence(rng, words)}));
         answers.push(serde_json::json!({"id": "INT-EMAIL00001", "internal_label": "email", "question": "Work email", "value": email}));
     }
+}
+
+/// Adds about `extra` bytes of words to the body's free text: the booking's note, a chat answer,
+/// or else a `description` in `data` (kept in `raw_event` only).
+fn lengthen(event: &mut serde_json::Value, rng: &mut Rng, extra: usize) {
+    let mut text = String::with_capacity(extra + 16);
+    while text.len() < extra {
+        text.push(' ');
+        text.push_str(rng.pick(&WORDS));
+    }
+    let Some(data) = event.get_mut("data") else { return };
+    let target = if let Some(note) = data.pointer_mut("/form_submission/note") {
+        note
+    } else if let Some(answer) = data.pointer_mut("/answers/0/value") {
+        answer
+    } else {
+        &mut data["description"]
+    };
+    let mut joined = target.as_str().unwrap_or_default().to_owned();
+    joined.push_str(&text);
+    *target = joined.into();
 }

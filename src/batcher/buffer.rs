@@ -1,43 +1,32 @@
-//! One pending file: the rows of one (table, dt) in spool order, decoded into Arrow in chunks and
-//! streamed into an in-memory Parquet writer, so memory stays near the encoded size.
+//! One pending file: the rows of one (table, dt) in spool order, appended straight into Arrow
+//! column builders (see `event::columns`), a chunk at a time streamed into an in-memory Parquet
+//! writer, so memory stays near the encoded size.
 //!
 //! Invariant: a buffer holds every row of its (table, dt) with sequence numbers in
 //! `[first, last]` that the batcher read, and no other rows.
 
-use arrow_json::reader::{Decoder, ReaderBuilder};
-use std::sync::Arc;
-
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::ArrowError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::event::{Columns, Misfit, RowInput};
+use crate::schema::TableSchema;
 use crate::sink::{EncodeError, Encoded, FileWriter, StatsSpec};
 use crate::spool::Seq;
 
-/// Rows decoded to Arrow at a time (the Arrow decoder preallocates per row of a chunk).
+/// Rows built into Arrow before they go to the Parquet writer.
 const CHUNK_ROWS: usize = 1024;
-/// A chunk is also decoded once its rows hold this many bytes, far below Arrow's 2 GiB offsets.
+/// A chunk also goes once its deliveries hold this many bytes, far below Arrow's 2 GiB offsets.
 const CHUNK_BYTES: usize = 32 * 1024 * 1024;
 
-/// Building a file failed: the Parquet writer refused a batch, or the decoder could not be built.
+/// Building a file failed: a defect, since every row is checked against its table first.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
-    #[error("arrow decoding failed: {0}")]
+    #[error("arrow refused a chunk of checked rows: {0}")]
     Arrow(#[from] ArrowError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
-}
-
-/// A row the Arrow decoder refused although it passed the fit check: it left the file, and the
-/// batcher keeps it as a dead letter (`encode_error`) instead.
-#[derive(Debug)]
-pub struct Rejected {
-    pub seq: Seq,
-    pub body: Bytes,
-    pub received_at: DateTime<Utc>,
-    pub error: String,
 }
 
 /// A finished Parquet file and what it holds.
@@ -51,35 +40,16 @@ pub struct FinishedFile {
     pub received_at: Vec<DateTime<Utc>>,
     /// Each row's spool sequence, for the inspector.
     pub seqs: Vec<u64>,
-    /// Rows refused while the last chunk was decoded.
-    pub rejected: Vec<Rejected>,
     /// The file's Delta statistics (a Delta table only).
     pub stats: Option<arrow_array::StructArray>,
 }
 
-/// What a row's chunk needs to give the row back if Arrow refuses it.
-struct Origin {
-    seq: Seq,
-    body: Bytes,
-    received_at: DateTime<Utc>,
-}
-
-/// Builds a delivery's row again, for the rare chunk the decoder refuses (see
-/// [`TableBuffer::push`]): rows go into the decoder at once, so only their deliveries are kept.
-pub(super) type Rebuild = Arc<dyn Fn(&Bytes, DateTime<Utc>) -> Value + Send + Sync>;
-
 pub(super) struct TableBuffer {
-    schema: SchemaRef,
-    decoder: Decoder,
+    columns: Columns,
     writer: FileWriter,
-    rebuild: Rebuild,
-    /// Where the rows in the decoder came from (the rows themselves are in its tape).
-    origins: Vec<Origin>,
-    /// The decoder refused a row while it was being added: the chunk must be rebuilt.
-    refused: bool,
     rows: usize,
-    /// Approximate size of the rows in `chunk`.
-    undecoded_bytes: usize,
+    /// Size of the deliveries whose rows are in `columns`, not yet encoded.
+    pending_bytes: usize,
     opened_at: Instant,
     first: Seq,
     last: Seq,
@@ -91,21 +61,16 @@ pub(super) struct TableBuffer {
 
 impl TableBuffer {
     pub(super) fn new(
-        schema: SchemaRef,
+        table: &TableSchema,
         stats: Option<&StatsSpec>,
         first: Seq,
         now: Instant,
-        rebuild: Rebuild,
     ) -> Result<TableBuffer, BufferError> {
         Ok(TableBuffer {
-            decoder: decoder(&schema)?,
-            writer: FileWriter::new(schema.clone(), stats)?,
-            schema,
-            rebuild,
-            origins: Vec::with_capacity(CHUNK_ROWS),
-            refused: false,
+            columns: Columns::new(table),
+            writer: FileWriter::new(table.arrow.clone(), stats)?,
             rows: 0,
-            undecoded_bytes: 0,
+            pending_bytes: 0,
             opened_at: now,
             first,
             last: first,
@@ -130,74 +95,34 @@ impl TableBuffer {
         self.last
     }
 
-    /// Adds a row that passed the fit check; `body` is the delivery (its length the size
-    /// estimate). Returns the rows of the chunk this push completed that Arrow refused.
-    pub(super) fn push(
-        &mut self,
-        seq: Seq,
-        row: &Value,
-        body: &Bytes,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<Rejected>, BufferError> {
-        if !self.refused && self.decoder.serialize(std::slice::from_ref(row)).is_err() {
-            self.refused = true;
-        }
-        self.origins.push(Origin { seq, body: body.clone(), received_at });
+    /// Does this row fit the table? A row that does not becomes a dead letter instead.
+    pub(super) fn check(&self, input: &RowInput<'_>) -> Result<(), Misfit> {
+        self.columns.check(input)
+    }
+
+    /// Adds a row that passed [`TableBuffer::check`].
+    pub(super) fn push(&mut self, seq: Seq, input: &RowInput<'_>) -> Result<(), BufferError> {
+        self.columns.append(input);
+        self.received_at.push(input.received_at);
+        self.seqs.push(seq.0);
         self.rows += 1;
         self.first = self.first.min(seq);
         self.last = self.last.max(seq);
-        self.undecoded_bytes += body.len();
-        if self.origins.len() >= CHUNK_ROWS || self.undecoded_bytes >= CHUNK_BYTES {
-            return self.encode_pending();
+        self.pending_bytes += input.body.len();
+        if self.columns.rows() >= CHUNK_ROWS || self.pending_bytes >= CHUNK_BYTES {
+            self.encode_pending()?;
         }
-        Ok(Vec::new())
+        Ok(())
     }
 
-    /// Decodes the chunk and hands it to the Parquet writer. Should Arrow refuse the chunk, each
-    /// row is decoded alone, so only the rows it refuses leave the file.
-    fn encode_pending(&mut self) -> Result<Vec<Rejected>, BufferError> {
-        let origins = std::mem::take(&mut self.origins);
-        self.undecoded_bytes = 0;
-        if origins.is_empty() {
-            return Ok(Vec::new());
+    /// Hands the built rows to the Parquet writer.
+    fn encode_pending(&mut self) -> Result<(), BufferError> {
+        self.pending_bytes = 0;
+        if self.columns.rows() == 0 {
+            return Ok(());
         }
-        let flushed = if std::mem::take(&mut self.refused) {
-            Err(ArrowError::JsonError("a row was refused as it was added".into()))
-        } else {
-            self.decoder
-                .flush()
-                .and_then(|b| b.ok_or_else(|| ArrowError::JsonError("the decoder returned no rows".into())))
-        };
-        match flushed {
-            Ok(batch) => {
-                self.writer.write(&batch)?;
-                self.received_at.extend(origins.iter().map(|o| o.received_at));
-                self.seqs.extend(origins.iter().map(|o| o.seq.0));
-                return Ok(Vec::new());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, rows = origins.len(), "arrow refused a chunk of rows that passed the fit check; decoding them one by one")
-            }
-        }
-        let mut rejected = Vec::new();
-        for origin in origins {
-            self.decoder = decoder(&self.schema)?;
-            let row = (self.rebuild)(&origin.body, origin.received_at);
-            match decode(&mut self.decoder, std::slice::from_ref(&row)) {
-                Ok(batch) => {
-                    self.writer.write(&batch)?;
-                    self.received_at.push(origin.received_at);
-                    self.seqs.push(origin.seq.0);
-                }
-                Err(e) => {
-                    self.rows -= 1;
-                    let Origin { seq, body, received_at } = origin;
-                    rejected.push(Rejected { seq, body, received_at, error: e.to_string() });
-                }
-            }
-        }
-        self.decoder = decoder(&self.schema)?;
-        Ok(rejected)
+        let batch = self.columns.finish()?;
+        Ok(self.writer.write(&batch)?)
     }
 
     pub(super) fn rows(&self) -> usize {
@@ -205,7 +130,7 @@ impl TableBuffer {
     }
 
     pub(super) fn bytes(&self) -> usize {
-        self.writer.memory_size() + self.undecoded_bytes
+        self.writer.memory_size() + self.pending_bytes
     }
 
     pub(super) fn opened_at(&self) -> Instant {
@@ -218,92 +143,57 @@ impl TableBuffer {
 
     /// Encodes what is left and returns the whole file. CPU-bound: run off the async threads.
     pub(super) fn finish(mut self) -> Result<FinishedFile, BufferError> {
-        let rejected = self.encode_pending()?;
+        self.encode_pending()?;
         let Encoded { bytes, stats } = self.writer.finish()?;
         let (rows, first, last, received_at, seqs) = (self.rows, self.first, self.last, self.received_at, self.seqs);
-        Ok(FinishedFile { bytes, rows, first, last, received_at, seqs, rejected, stats })
+        Ok(FinishedFile { bytes, rows, first, last, received_at, seqs, stats })
     }
-}
-
-fn decoder(schema: &SchemaRef) -> Result<Decoder, ArrowError> {
-    ReaderBuilder::new(schema.clone()).with_batch_size(CHUNK_ROWS).build_decoder()
-}
-
-/// Decodes `rows` into one record batch.
-fn decode(decoder: &mut Decoder, rows: &[Value]) -> Result<arrow_array::RecordBatch, ArrowError> {
-    decoder.serialize(rows)?;
-    decoder.flush()?.ok_or_else(|| ArrowError::JsonError("the decoder returned no rows".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{RowInput, build_row};
+    use crate::event::{Event, Parsed};
     use crate::schema::{Catalog, Table};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-    /// Rows as the batcher builds them, from the body alone (no fit check: a defect in it is
-    /// what the fallback is for).
-    fn rebuild_for(table: Table) -> Rebuild {
-        Arc::new(move |body: &Bytes, received_at| {
-            let catalog = Catalog::load().unwrap();
-            let json: Value = serde_json::from_slice(body).unwrap();
-            build_row(catalog.table(table), &RowInput { json: Some(&json), body, received_at, dead: None })
-        })
-    }
 
     #[test]
     fn rows_across_chunks_all_reach_the_file() {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
-        let mut buf =
-            TableBuffer::new(schema.arrow.clone(), None, Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
+        let mut buf = TableBuffer::new(schema, None, Seq(1), Instant::now()).unwrap();
         let n = CHUNK_ROWS * 2 + 3;
         for i in 0..n {
             let body = format!(
                 r#"{{"id":"E{i}","type":"booking.scheduled","data":{{"object":"booking","duration_minutes":{i}}}}}"#
             );
-            let json: Value = serde_json::from_str(&body).unwrap();
-            let input =
-                RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            let rejected = buf
-                .push(Seq(i as u64 + 1), &build_row(schema, &input), &Bytes::from(body.clone()), chrono::Utc::now())
-                .unwrap();
-            assert!(rejected.is_empty());
+            let Parsed::Event(event) = Event::parse(body.as_bytes()) else { panic!("not an event") };
+            let input = RowInput {
+                json: Some(&event.json),
+                text: Some(&body),
+                body: body.as_bytes(),
+                received_at: Utc::now(),
+                dead: None,
+            };
+            buf.check(&input).unwrap();
+            buf.push(Seq(i as u64 + 1), &input).unwrap();
         }
         assert!(buf.bytes() > 0);
         let file = buf.finish().unwrap();
         assert_eq!((file.rows, file.first, file.last), (n, Seq(1), Seq(n as u64)));
+        assert_eq!((file.seqs.len(), file.received_at.len()), (n, n));
         let reader = ParquetRecordBatchReaderBuilder::try_new(file.bytes).unwrap().build().unwrap();
         assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), n);
     }
 
     #[test]
-    fn a_row_arrow_refuses_leaves_the_chunk_and_the_rest_lands() {
+    fn a_row_with_a_null_where_none_may_be_is_refused_by_the_check() {
         let catalog = Catalog::load().unwrap();
-        let schema = catalog.table(Table::Bookings);
-        let mut buf =
-            TableBuffer::new(schema.arrow.clone(), None, Seq(1), Instant::now(), rebuild_for(Table::Bookings)).unwrap();
-        for i in 1..=5u64 {
-            // Row 3 has an empty `type`: it skips the fit check here, as a defect in it would.
-            let ty = if i == 3 { "" } else { "booking.scheduled" };
-            let body = format!(r#"{{"id":"E{i}","type":"{ty}","data":{{"object":"booking"}}}}"#);
-            let json: Value = serde_json::from_str(&body).unwrap();
-            let input =
-                RowInput { json: Some(&json), body: body.as_bytes(), received_at: chrono::Utc::now(), dead: None };
-            assert!(
-                buf.push(Seq(i), &build_row(schema, &input), &Bytes::from(body), chrono::Utc::now())
-                    .unwrap()
-                    .is_empty()
-            );
-        }
-        let file = buf.finish().unwrap();
-        assert_eq!(file.rows, 4);
-        assert_eq!(file.received_at.len(), 4);
-        assert_eq!(file.rejected.len(), 1);
-        assert_eq!(file.rejected[0].seq, Seq(3));
-        assert!(file.rejected[0].body.starts_with(br#"{"id":"E3""#));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file.bytes).unwrap().build().unwrap();
-        assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 4);
+        let buf = TableBuffer::new(catalog.table(Table::Bookings), None, Seq(1), Instant::now()).unwrap();
+        // An empty `type` passes no envelope rule; built by hand, as a defect there would.
+        let json: serde_json::Value = serde_json::json!({"id": "E3", "type": "", "data": {"object": "booking"}});
+        let input = RowInput { json: Some(&json), text: Some("{}"), body: b"{}", received_at: Utc::now(), dead: None };
+        let misfit = buf.check(&input).unwrap_err();
+        assert_eq!(misfit.path, "event_type");
     }
 }

@@ -21,7 +21,7 @@ mod commit;
 mod policy;
 mod route;
 
-pub use buffer::{BufferError, FinishedFile, Rejected};
+pub use buffer::{BufferError, FinishedFile};
 pub use policy::{FlushLimits, FlushReason, should_flush};
 
 use std::collections::{BTreeMap, HashMap};
@@ -150,7 +150,6 @@ impl Batcher {
                 }
             }
         }
-        // One at a time: a flush may divert refused rows into another pending file.
         while let Some(key) = self.buffers.first_key_value().map(|(k, _)| *k) {
             self.flush(key, FlushReason::Shutdown).await?;
         }
@@ -162,9 +161,8 @@ impl Batcher {
         let Record { seq, delivery } = record;
         self.last_read = seq;
         self.report.records += 1;
-        let (table, dt, row) = route::route(&self.catalog, seq, &delivery.body, delivery.received_at);
-        if let Some(reason) = self.place(table, dt, seq, row, &delivery.body, delivery.received_at)? {
-            self.flush((table, dt), reason).await?;
+        if let (key, Some(reason)) = self.place(seq, &delivery.body, delivery.received_at)? {
+            self.flush(key, reason).await?;
         }
         Ok(())
     }
@@ -210,8 +208,7 @@ impl Batcher {
             let spool = self.spool.clone();
             until_saved("flush intent", &self.abort, || spool.record_intent(intent.clone())).await?;
         }
-        let mut file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
-        self.divert(std::mem::take(&mut file.rejected))?;
+        let file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
         let object = ObjectKey::for_batch(table, dt, &self.writer, file.first, file.last);
         let size = file.bytes.len();
         let outcome = self.uploader.put(&object, file.bytes.clone(), &self.abort).await?;

@@ -81,7 +81,10 @@ pub(super) struct Read<'a> {
 
 /// Reads `body` as the batcher will; anything `serde_json::Value` refuses gives `is_event: false`.
 pub(super) fn read(body: &[u8]) -> Read<'_> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // One pass over the whole body is cheaper than checking each string as it is read, and
+    // refuses the same bodies (invalid UTF-8 outside a string is invalid JSON anyway).
+    let Ok(text) = std::str::from_utf8(body) else { return Read::default() };
+    let mut de = serde_json::Deserializer::from_str(text);
     let Ok(top) = de.deserialize_any(TopVisitor) else { return Read::default() };
     if de.end().is_err() {
         return Read::default();

@@ -1,6 +1,5 @@
-//! Does a row fit its table? Checked before the row joins a file, so a row that Arrow would refuse
-//! (a null in a non-nullable column, a value of the wrong JSON type) becomes a dead letter
-//! (`encode_error`) on its own, and never fails the file it would have been part of.
+//! For tests: does a reference row (see `row::build_row`) fit its table the way the Arrow JSON
+//! decoder reads it? The batcher checks rows with `columns` instead; this is its oracle.
 //!
 //! The check follows the Arrow JSON decoder's rules for the types our schemas use: nulls only
 //! where the field is nullable, strings for text, binary (hex) and decimal-free numbers, integers
@@ -10,13 +9,7 @@
 use arrow_schema::{DataType, Field, Fields, Schema};
 use serde_json::Value;
 
-/// Why a row does not fit; the text names the column path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("column `{path}`: {problem}")]
-pub(crate) struct Misfit {
-    pub path: String,
-    pub problem: String,
-}
+pub(crate) use super::columns::Misfit;
 
 /// Checks `row` (a JSON object keyed by column name) against `schema`.
 pub(crate) fn check(schema: &Schema, row: &Value) -> Result<(), Misfit> {
@@ -105,7 +98,7 @@ mod tests {
         for table in Table::ALL {
             let schema = catalog.table(table);
             let dead = (table == Table::DeadLetter).then_some(("not_json", "e"));
-            let input = RowInput { json: Some(&parsed), body, received_at: Utc::now(), dead };
+            let input = RowInput { json: Some(&parsed), text: None, body, received_at: Utc::now(), dead };
             check(&schema.arrow, &build_row(schema, &input)).unwrap();
         }
     }
@@ -116,7 +109,7 @@ mod tests {
         let schema = catalog.table(Table::Bookings);
         let body = br#"{"id":"E","type":"","data":{"object":"booking"}}"#;
         let parsed: Value = serde_json::from_slice(body).unwrap();
-        let input = RowInput { json: Some(&parsed), body, received_at: Utc::now(), dead: None };
+        let input = RowInput { json: Some(&parsed), text: None, body, received_at: Utc::now(), dead: None };
         let e = check(&schema.arrow, &build_row(schema, &input)).unwrap_err();
         assert_eq!(e.path, "event_type");
         assert!(e.to_string().contains("non-nullable"), "{e}");

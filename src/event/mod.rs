@@ -6,12 +6,17 @@
 //! triggers still land in the right table. Only `id` and `type` (non-empty strings) and `data`
 //! (an object) are required of the envelope, by one rule the receiver shares (see `envelope`).
 
+mod columns;
 mod envelope;
+#[cfg(test)]
 pub(crate) mod fit;
 mod normalize;
 mod row;
 
-pub(crate) use row::{BACKFILL_ID_PREFIX, RowInput, build_row};
+pub(crate) use columns::{Columns, Misfit};
+#[cfg(test)]
+pub(crate) use row::build_row;
+pub(crate) use row::{BACKFILL_ID_PREFIX, RowInput};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
@@ -146,11 +151,24 @@ impl Parsed {
 impl Event {
     /// Parses a delivery body. Never fails: what is not an event is a [`DeadLetter`].
     pub(crate) fn parse(body: &[u8]) -> Parsed {
-        let dead = |reason, error: String, json| Parsed::Dead(DeadLetter { reason, error, json });
-        if std::str::from_utf8(body).is_err() {
-            return dead(DeadReason::NotUtf8, "body is not valid UTF-8".into(), None);
+        Self::parse_text(body).0
+    }
+
+    /// [`Event::parse`], also giving the body as text when it is UTF-8 (validated once here:
+    /// the JSON parser reads the text without checking it again).
+    pub(crate) fn parse_text(body: &[u8]) -> (Parsed, Option<&str>) {
+        match std::str::from_utf8(body) {
+            Ok(text) => (Self::parse_utf8(text), Some(text)),
+            Err(_) => {
+                let error = "body is not valid UTF-8".into();
+                (Parsed::Dead(DeadLetter { reason: DeadReason::NotUtf8, error, json: None }), None)
+            }
         }
-        let json: Value = match serde_json::from_slice(body) {
+    }
+
+    fn parse_utf8(text: &str) -> Parsed {
+        let dead = |reason, error: String, json| Parsed::Dead(DeadLetter { reason, error, json });
+        let json: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => return dead(DeadReason::NotJson, format!("body is not JSON: {e}"), None),
         };

@@ -6,8 +6,11 @@
 //! types the Arrow JSON decoder accepts for the column, so encoding a normalized row cannot fail.
 
 use chrono::DateTime;
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::{Map, Number};
 
+#[cfg(test)]
 use crate::schema::{ColumnDef, ColumnType, Source};
 
 /// Parses RFC 3339 text (with or without fractional seconds) to UTC.
@@ -30,6 +33,7 @@ pub(super) fn id_of(value: Option<&Value>) -> Option<&Value> {
 }
 
 /// An id-or-object value as its id, coerced to `ty`; for a list column, each item so.
+#[cfg(test)]
 pub(super) fn normalize_ids(value: Option<&Value>, ty: &ColumnType) -> Value {
     match (value, ty) {
         (Some(Value::Array(items)), ColumnType::List(inner)) => {
@@ -39,7 +43,8 @@ pub(super) fn normalize_ids(value: Option<&Value>, ty: &ColumnType) -> Value {
     }
 }
 
-/// Coerces `value` to `ty`; `Value::Null` when it does not fit.
+/// Coerces `value` to `ty`; `Value::Null` when it does not fit (the reference for `columns`).
+#[cfg(test)]
 pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
     let Some(value) = value.filter(|v| !is_blank(v)) else { return Value::Null };
     match ty {
@@ -86,11 +91,12 @@ pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
     }
 }
 
-fn is_blank(v: &Value) -> bool {
+pub(super) fn is_blank(v: &Value) -> bool {
     matches!(v, Value::Null) || matches!(v, Value::String(s) if s.is_empty())
 }
 
 /// The fields of a struct column, each taken from `parent` by its relative source.
+#[cfg(test)]
 fn struct_fields(parent: &Value, fields: &[ColumnDef]) -> Map<String, Value> {
     fields
         .iter()

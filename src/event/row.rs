@@ -1,10 +1,15 @@
-//! Builds one table row (a JSON object keyed by column name) from a delivery, driven entirely by
-//! the table's column definitions: no column is known to this code by name.
+//! What a row is built from ([`RowInput`]), and, for tests, the reference row builder: one table
+//! row as a JSON object keyed by column name, driven entirely by the table's column definitions.
+//! The batcher builds Arrow columns directly (`columns`); its tests check it against this.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::Value;
 
+#[cfg(test)]
 use super::normalize::{lookup, normalize, normalize_ids};
+#[cfg(test)]
 use crate::schema::{ColumnType, MetaField, Source, TableSchema};
 
 /// How the ids of `backfill`'s synthetic events start (OnceHub's own start with `EVNT-`).
@@ -15,6 +20,8 @@ pub(crate) const BACKFILL_ID_PREFIX: &str = "BKFL-";
 pub(crate) struct RowInput<'a> {
     /// The parsed delivery, when the body was JSON.
     pub json: Option<&'a Value>,
+    /// The body as text, when it is valid UTF-8 (validated once, by the parse).
+    pub text: Option<&'a str>,
     /// The exact delivered bytes.
     pub body: &'a [u8],
     pub received_at: DateTime<Utc>,
@@ -23,6 +30,7 @@ pub(crate) struct RowInput<'a> {
 }
 
 /// One row for `schema`, every value already coerced to its column type.
+#[cfg(test)]
 pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
     let row: Map<String, Value> = schema
         .columns
@@ -39,6 +47,7 @@ pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
     Value::Object(row)
 }
 
+#[cfg(test)]
 fn meta(field: MetaField, input: &RowInput<'_>, ty: &ColumnType) -> Value {
     let text = |s: &str| Value::String(s.to_owned());
     match field {
@@ -70,7 +79,7 @@ mod tests {
         let catalog = Catalog::load().unwrap();
         let json: Value = serde_json::from_str(body).unwrap();
         let received_at = DateTime::parse_from_rfc3339("2026-05-04T14:02:12Z").unwrap().to_utc();
-        let input = RowInput { json: Some(&json), body: body.as_bytes(), received_at, dead: None };
+        let input = RowInput { json: Some(&json), text: Some(body), body: body.as_bytes(), received_at, dead: None };
         build_row(catalog.table(table), &input)
     }
 
@@ -109,7 +118,8 @@ mod tests {
     fn dead_letters_keep_the_bytes_and_reason() {
         let catalog = Catalog::load().unwrap();
         let received_at = Utc::now();
-        let input = RowInput { json: None, body: b"\x00oops", received_at, dead: Some(("not_json", "bad")) };
+        let input =
+            RowInput { json: None, text: None, body: b"\x00oops", received_at, dead: Some(("not_json", "bad")) };
         let r = build_row(catalog.table(Table::DeadLetter), &input);
         assert_eq!(r["raw_body"], json!("006f6f7073"));
         assert_eq!(r["reason"], json!("not_json"));

@@ -49,11 +49,11 @@ pub(super) async fn receive(
         inspector.record(seen.finish(&req, &result));
     }
     result.map(|(appended, _)| {
-        let status = match appended {
-            Appended::Stored(_) => "accepted",
-            Appended::Duplicate => "duplicate",
+        let body = match appended {
+            Appended::Stored(_) => r#"{"status":"accepted"}"#,
+            Appended::Duplicate => r#"{"status":"duplicate"}"#,
         };
-        HttpResponse::Ok().json(serde_json::json!({ "status": status }))
+        HttpResponse::Ok().content_type("application/json").body(body)
     })
 }
 
