@@ -20,7 +20,7 @@ use arrow_schema::{ArrowError, DataType, FieldRef, Fields, SchemaRef};
 use serde_json::Value;
 
 use super::RowInput;
-use super::normalize::{id_of, is_blank, lookup, parse_timestamp};
+use super::normalize::{Scalar, coerce, id_of, lookup};
 use super::row::BACKFILL_ID_PREFIX;
 use crate::schema::{ColumnDef, ColumnType, MetaField, Source, TableSchema};
 
@@ -66,7 +66,7 @@ struct Child {
 /// The rows of one table being built, column by column.
 pub(crate) struct Columns {
     schema: SchemaRef,
-    columns: Vec<(Source, Builder)>,
+    columns: Vec<Builder>,
     /// Columns (by position) that hold a non-nullable field at any depth: the only ones checked.
     strict: Vec<usize>,
     defs: Vec<ColumnDef>,
@@ -75,7 +75,7 @@ pub(crate) struct Columns {
 
 impl Columns {
     pub(crate) fn new(table: &TableSchema) -> Columns {
-        let columns = table.columns.iter().map(|c| (c.source.clone(), Builder::new(&c.ty))).collect();
+        let columns = table.columns.iter().map(|c| Builder::new(&c.ty)).collect();
         let strict = table.columns.iter().enumerate().filter(|(_, c)| has_required(c)).map(|(i, _)| i).collect();
         Columns { schema: table.arrow.clone(), columns, strict, defs: table.columns.clone(), rows: 0 }
     }
@@ -95,8 +95,8 @@ impl Columns {
 
     /// Appends a row that passed [`Columns::check`].
     pub(crate) fn append(&mut self, input: &RowInput<'_>) {
-        for ((source, builder), def) in self.columns.iter_mut().zip(&self.defs) {
-            builder.append(source_input(source, &def.ty, input));
+        for (builder, def) in self.columns.iter_mut().zip(&self.defs) {
+            builder.append(source_input(&def.source, &def.ty, input));
         }
         self.rows += 1;
     }
@@ -104,7 +104,7 @@ impl Columns {
     /// The rows appended since the last call, as one batch of the table's schema.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         self.rows = 0;
-        let arrays = self.columns.iter_mut().map(|(_, b)| b.finish()).collect::<Result<Vec<_>, _>>()?;
+        let arrays = self.columns.iter_mut().map(Builder::finish).collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(self.schema.clone(), arrays)
     }
 }
@@ -171,56 +171,10 @@ fn required(def: &ColumnDef, input: Input<'_>, path: &str) -> Result<(), Misfit>
 /// Is this value null once coerced to `ty` (the rules of `normalize`)?
 fn is_null(ty: &ColumnType, input: Input<'_>) -> bool {
     match input {
-        Input::Json(v) | Input::Ids(v) => json_scalar(ty, v).is_none(),
+        Input::Json(v) | Input::Ids(v) => coerce(ty, v).is_none(),
         Input::Text(t) => t.is_none(),
         Input::Bytes(_) | Input::Micros(_) => false,
     }
-}
-
-/// A JSON value coerced to a scalar column type, or to "present" for json, struct and list.
-#[derive(Clone, Copy)]
-enum Scalar<'a> {
-    Str(&'a str),
-    Number(&'a serde_json::Number),
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Present(&'a Value),
-}
-
-/// `value` coerced to `ty`, or `None` for null (blank, absent, or of a type that does not fit).
-fn json_scalar<'a>(ty: &ColumnType, value: Option<&'a Value>) -> Option<Scalar<'a>> {
-    let value = value.filter(|v| !is_blank(v))?;
-    Some(match ty {
-        ColumnType::Utf8 => match value {
-            Value::String(s) => Scalar::Str(s),
-            Value::Number(n) => Scalar::Number(n),
-            Value::Bool(b) => Scalar::Bool(*b),
-            _ => return None,
-        },
-        ColumnType::Json => Scalar::Present(value),
-        ColumnType::Int64 => Scalar::Int(match value {
-            Value::Number(n) => {
-                n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
-            }
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }?),
-        ColumnType::Float64 => Scalar::Float(match value {
-            Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
-            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-            _ => None,
-        }?),
-        ColumnType::Bool => Scalar::Bool(match value {
-            Value::Bool(b) => *b,
-            Value::String(s) if s == "true" || s == "false" => s == "true",
-            _ => return None,
-        }),
-        ColumnType::Timestamp => Scalar::Int(value.as_str().and_then(parse_timestamp)?.timestamp_micros()),
-        ColumnType::Binary => Scalar::Str(value.as_str()?),
-        ColumnType::Struct(_) => Scalar::Present(value.is_object().then_some(value)?),
-        ColumnType::List(_) => Scalar::Present(value.is_array().then_some(value)?),
-    })
 }
 
 impl Builder {
@@ -305,8 +259,8 @@ impl Builder {
     /// Appends a JSON value coerced to this column's type; `ids`: each list item is an id.
     fn append_json(&mut self, value: Option<&Value>, ids: bool) {
         let ty_null = match self {
-            Builder::Struct { .. } => value.filter(|v| !is_blank(v)).filter(|v| v.is_object()).is_none(),
-            Builder::List { .. } => value.filter(|v| v.is_array()).is_none(),
+            Builder::Struct { .. } => !value.is_some_and(Value::is_object),
+            Builder::List { .. } => !value.is_some_and(Value::is_array),
             _ => false,
         };
         if ty_null {
@@ -343,7 +297,7 @@ impl Builder {
             Builder::Binary(_) => ColumnType::Binary,
             Builder::Struct { .. } | Builder::List { .. } => return,
         };
-        let Some(scalar) = json_scalar(&ty, value) else { return self.append_null() };
+        let Some(scalar) = coerce(&ty, value) else { return self.append_null() };
         match (self, scalar) {
             (Builder::Utf8(out), Scalar::Str(s)) => out.append_value(s),
             (Builder::Utf8(out), Scalar::Number(n)) => {

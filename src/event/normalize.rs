@@ -10,8 +10,9 @@ use serde_json::Value;
 #[cfg(test)]
 use serde_json::{Map, Number};
 
+use crate::schema::ColumnType;
 #[cfg(test)]
-use crate::schema::{ColumnDef, ColumnType, Source};
+use crate::schema::{ColumnDef, Source};
 
 /// Parses RFC 3339 text (with or without fractional seconds) to UTC.
 pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<chrono::Utc>> {
@@ -46,49 +47,67 @@ pub(super) fn normalize_ids(value: Option<&Value>, ty: &ColumnType) -> Value {
 /// Coerces `value` to `ty`; `Value::Null` when it does not fit (the reference for `columns`).
 #[cfg(test)]
 pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
-    let Some(value) = value.filter(|v| !is_blank(v)) else { return Value::Null };
-    match ty {
+    let Some(scalar) = coerce(ty, value) else { return Value::Null };
+    match (ty, scalar) {
+        (_, Scalar::Str(s)) => Value::String(s.to_owned()),
+        (_, Scalar::Number(n)) => Value::String(n.to_string()),
+        (ColumnType::Utf8, Scalar::Bool(b)) => Value::String(b.to_string()),
+        (_, Scalar::Bool(b)) => Value::Bool(b),
+        (_, Scalar::Int(i)) => Value::from(i),
+        (_, Scalar::Float(f)) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+        (ColumnType::Struct(fields), Scalar::Present(v)) => Value::Object(struct_fields(v, fields)),
+        (ColumnType::List(inner), Scalar::Present(Value::Array(items))) => {
+            Value::Array(items.iter().map(|i| normalize(Some(i), inner)).collect())
+        }
+        (_, Scalar::Present(v)) => Value::String(v.to_string()),
+    }
+}
+
+/// A JSON value coerced to a column type: a scalar, or "present" for json, struct and list.
+#[derive(Clone, Copy)]
+pub(super) enum Scalar<'a> {
+    Str(&'a str),
+    Number(&'a serde_json::Number),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Present(&'a Value),
+}
+
+/// `value` coerced to `ty`, or `None` for null (blank, absent, or of a type that does not fit):
+/// the one statement of the rules above, for the batcher's builders and the reference alike.
+pub(super) fn coerce<'a>(ty: &ColumnType, value: Option<&'a Value>) -> Option<Scalar<'a>> {
+    let value = value.filter(|v| !is_blank(v))?;
+    Some(match ty {
         ColumnType::Utf8 => match value {
-            Value::String(s) => Value::String(s.clone()),
-            Value::Number(n) => Value::String(n.to_string()),
-            Value::Bool(b) => Value::String(b.to_string()),
-            _ => Value::Null,
+            Value::String(s) => Scalar::Str(s),
+            Value::Number(n) => Scalar::Number(n),
+            Value::Bool(b) => Scalar::Bool(*b),
+            _ => return None,
         },
-        ColumnType::Json => Value::String(value.to_string()),
-        ColumnType::Int64 => match value {
+        ColumnType::Json => Scalar::Present(value),
+        ColumnType::Int64 => Scalar::Int(match value {
             Value::Number(n) => {
                 n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
             }
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
-        }
-        .map_or(Value::Null, Value::from),
-        ColumnType::Float64 => match value {
-            Value::Number(n) => n.as_f64(),
+        }?),
+        ColumnType::Float64 => Scalar::Float(match value {
+            Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
             Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             _ => None,
-        }
-        .and_then(Number::from_f64)
-        .map_or(Value::Null, Value::Number),
-        ColumnType::Bool => match value {
-            Value::Bool(b) => Value::Bool(*b),
-            Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
-            _ => Value::Null,
-        },
-        ColumnType::Timestamp => {
-            value.as_str().and_then(parse_timestamp).map_or(Value::Null, |t| Value::from(t.timestamp_micros()))
-        }
-        // Binary only comes from receive metadata, already hex text.
-        ColumnType::Binary => value.as_str().map_or(Value::Null, |s| Value::String(s.to_owned())),
-        ColumnType::Struct(fields) => match value {
-            Value::Object(_) => Value::Object(struct_fields(value, fields)),
-            _ => Value::Null,
-        },
-        ColumnType::List(inner) => match value {
-            Value::Array(items) => Value::Array(items.iter().map(|i| normalize(Some(i), inner)).collect()),
-            _ => Value::Null,
-        },
-    }
+        }?),
+        ColumnType::Bool => Scalar::Bool(match value {
+            Value::Bool(b) => *b,
+            Value::String(s) if s == "true" || s == "false" => s == "true",
+            _ => return None,
+        }),
+        ColumnType::Timestamp => Scalar::Int(value.as_str().and_then(parse_timestamp)?.timestamp_micros()),
+        ColumnType::Binary => Scalar::Str(value.as_str()?),
+        ColumnType::Struct(_) => Scalar::Present(value.is_object().then_some(value)?),
+        ColumnType::List(_) => Scalar::Present(value.is_array().then_some(value)?),
+    })
 }
 
 pub(super) fn is_blank(v: &Value) -> bool {
