@@ -7,7 +7,8 @@
 #
 # Installs wrk and nginx from Debian's packages and DuckDB from PyPI when missing. Knobs (env):
 # N (deliveries at saturation), CONNS (64), THREADS (1), RATE (5000), RATE_SECS (10), KEEP=1,
-# BRIDGE_ARGS (more `serve` flags, e.g. "--inspector off").
+# BRIDGE_ARGS (more `serve` flags, e.g. "--inspector off"), FLUSH_INTERVAL (10s), and gen-payloads'
+# GEN_BODY_BYTES / GEN_TRIGGERS (body size, triggers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ else
   N=${N:-1050000}; RATE_SECS=${RATE_SECS:-10}; CEIL_SECS=10; PROFILE=release
 fi
 RATE_N=$((RATE * RATE_SECS + CONNS))
-FLUSH_INTERVAL=10s
+FLUSH_INTERVAL=${FLUSH_INTERVAL:-10s}
 SECRET=whsec_bench_secret_0123456789
 BRIDGE_PORT=${BRIDGE_PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
@@ -110,6 +111,8 @@ wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
 # /proc/PID/stat fields 14 and 15: user and system CPU time in clock ticks, read the same way.
 (while kill -0 "$bridge" 2>/dev/null; do
   grep VmHWM "/proc/$bridge/status" >"$WORK/hwm.tmp" 2>/dev/null && mv "$WORK/hwm.tmp" "$WORK/hwm"
+  # Heap and anonymous maps vs mapped files, to tell what the peak is made of.
+  grep -E '^(RssAnon|RssFile)' "/proc/$bridge/status" >>"$WORK/rss" 2>/dev/null || true
   cut -d')' -f2 "/proc/$bridge/stat" 2>/dev/null | awk '{print $12 + $13}' >"$WORK/cpu.tmp" && mv "$WORK/cpu.tmp" "$WORK/cpu"
   # Each thread's name and CPU ticks, in one process (threads come and go: the last reading counts).
   awk '{ o = index($0, "("); c = index($0, ") "); split(substr($0, c + 2), f, " ");
@@ -134,6 +137,7 @@ wait "$bridge" || { tail -20 "$WORK/serve.log" >&2; echo "the bridge did not sto
 drain=$("$PY" -c "print(round($(date +%s.%N) - $stop_started, 1))")
 sleep 0.3
 peak_kib=$(grep -o '[0-9]*' "$WORK/hwm")
+peak_of() { awk -v k="$1:" '$1 == k && $2 > m { m = $2 } END { print int(m / 1024) }' "$WORK/rss"; }
 cpu_ticks=$(cat "$WORK/cpu")
 lake=$("$PY" bench/lake.py "$WORK/data/lake" EVNT-rate-)
 per_fsync=$(grep -o 'records_per_fsync"\?[=:]"\?[0-9.]*' "$WORK/serve.log" | grep -o '[0-9.]*$' || echo "?")
@@ -161,7 +165,7 @@ cat <<EOF
 | ack latency at $(val "$fixed" rps)/s (aimed at $RATE/s) p50 / p99 / p99.9 | $(ms "$(val "$fixed" p50)") / $(ms "$(val "$fixed" p99)") / $(ms "$(val "$fixed" p999)") ms |
 | deliveries per fsync (average) | $per_fsync |
 | non-2xx answers / socket errors | $(($(val "$fixed" non2xx) + $(val "$saturated" non2xx))) / $(($(val "$fixed" errors) + $(val "$saturated" errors))) |
-| peak RSS | $((peak_kib / 1024)) MiB |
+| peak RSS (of which anonymous / mapped files, sampled every 0.2 s) | $((peak_kib / 1024)) MiB ($(peak_of RssAnon) / $(peak_of RssFile) MiB) |
 | bridge CPU per delivery (receive, spool, encode, store) | $(calc "round($cpu_ticks / $(getconf CLK_TCK) * 1e6 / $rows, 1)") µs |
 | of which, by thread | $by_thread |
 | JSON received per delivery | $json_per B |

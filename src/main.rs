@@ -6,6 +6,9 @@ use oncehub_bridge::config::file::LayerError;
 
 /// mimalloc: the batcher's Parquet buffers grow and shrink all the time, which glibc's malloc
 /// answers with page faults and fragmentation (measured with `bench/run.sh`: see the README).
+/// The `system-allocator` feature keeps glibc's, for heap profilers that see only `malloc`
+/// (heaptrack: `bench/heap.sh`).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -34,6 +34,7 @@ const STORE_ERRORS: &str = "oncehub_bridge_store_errors_total";
 const STORE_RETRIES: &str = "oncehub_bridge_store_retries_total";
 const LAG: &str = "oncehub_bridge_event_to_queryable_seconds";
 const ENCODE_ERRORS: &str = "oncehub_bridge_encode_errors_total";
+const STAGING_ERRORS: &str = "oncehub_bridge_staging_errors_total";
 const RECORDS_LOST: &str = "oncehub_bridge_spool_records_lost_total";
 const DEDUP_DAMAGED: &str = "oncehub_bridge_dedup_entries_damaged_total";
 const SPOOL_STATE_ERRORS: &str = "oncehub_bridge_spool_state_errors_total";
@@ -111,6 +112,10 @@ fn describe() {
     );
     describe_counter!(ENCODE_ERRORS, "Events whose row did not fit their table, kept in dead_letter as encode_error.");
     describe_counter!(
+        STAGING_ERRORS,
+        "Parquet files that could not be staged on disk and were built in memory instead."
+    );
+    describe_counter!(
         RECORDS_LOST,
         "Acknowledged spool records found damaged or missing at start-up (their sequence numbers are logged)."
     );
@@ -184,6 +189,11 @@ pub(crate) fn delta_conflict(table: &'static str) {
 /// An event's row did not fit its table and went to dead_letter.
 pub(crate) fn encode_error() {
     counter!(ENCODE_ERRORS).increment(1);
+}
+
+/// A Parquet file could not be staged on disk: it carries on in memory.
+pub(crate) fn staging_error() {
+    counter!(STAGING_ERRORS).increment(1);
 }
 
 /// Start-up found acknowledged spool records damaged or missing.

@@ -1,18 +1,18 @@
 //! One pending file: the rows of one (table, dt) in spool order, appended straight into Arrow
-//! column builders (see `event::columns`), a chunk at a time streamed into an in-memory Parquet
-//! writer, so memory stays near the encoded size.
+//! column builders (see `event::columns`), a chunk at a time streamed into a Parquet writer that
+//! stages each finished row group on local disk (see `sink::staging`): memory holds the open row
+//! group, not the file.
 //!
 //! Invariant: a buffer holds every row of its (table, dt) with sequence numbers in
 //! `[first, last]` that the batcher read, and no other rows.
 
 use arrow_schema::ArrowError;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::event::{Columns, Misfit, RowInput};
 use crate::schema::TableSchema;
-use crate::sink::{EncodeError, Encoded, FileWriter, StatsSpec};
+use crate::sink::{EncodeError, FileBody, FileWriter, StagingSink, StatsSpec};
 use crate::spool::Seq;
 
 /// Rows built into Arrow before they go to the Parquet writer.
@@ -27,12 +27,14 @@ pub enum BufferError {
     Arrow(#[from] ArrowError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    #[error("cannot finish a staged file: {0}")]
+    Staging(#[from] std::io::Error),
 }
 
 /// A finished Parquet file and what it holds.
 #[derive(Debug)]
 pub struct FinishedFile {
-    pub bytes: Bytes,
+    pub body: FileBody,
     pub rows: usize,
     pub first: Seq,
     pub last: Seq,
@@ -46,7 +48,7 @@ pub struct FinishedFile {
 
 pub(super) struct TableBuffer {
     columns: Columns,
-    writer: FileWriter,
+    writer: FileWriter<StagingSink>,
     rows: usize,
     /// Size of the deliveries whose rows are in `columns`, not yet encoded.
     pending_bytes: usize,
@@ -65,10 +67,11 @@ impl TableBuffer {
         stats: Option<&StatsSpec>,
         first: Seq,
         now: Instant,
+        sink: StagingSink,
     ) -> Result<TableBuffer, BufferError> {
         Ok(TableBuffer {
             columns: Columns::new(table),
-            writer: FileWriter::new(table.arrow.clone(), stats)?,
+            writer: FileWriter::to(sink, table.arrow.clone(), stats)?,
             rows: 0,
             pending_bytes: 0,
             opened_at: now,
@@ -129,8 +132,9 @@ impl TableBuffer {
         self.rows
     }
 
+    /// The file's size so far (for `--flush-max-bytes`): encoded, plus the deliveries not yet.
     pub(super) fn bytes(&self) -> usize {
-        self.writer.memory_size() + self.pending_bytes
+        self.writer.size() + self.pending_bytes
     }
 
     pub(super) fn opened_at(&self) -> Instant {
@@ -144,9 +148,10 @@ impl TableBuffer {
     /// Encodes what is left and returns the whole file. CPU-bound: run off the async threads.
     pub(super) fn finish(mut self) -> Result<FinishedFile, BufferError> {
         self.encode_pending()?;
-        let Encoded { bytes, stats } = self.writer.finish()?;
+        let (sink, stats) = self.writer.close()?;
+        let body = sink.finish()?;
         let (rows, first, last, received_at, seqs) = (self.rows, self.first, self.last, self.received_at, self.seqs);
-        Ok(FinishedFile { bytes, rows, first, last, received_at, seqs, stats })
+        Ok(FinishedFile { body, rows, first, last, received_at, seqs, stats })
     }
 }
 
@@ -161,7 +166,7 @@ mod tests {
     fn rows_across_chunks_all_reach_the_file() {
         let catalog = Catalog::load().unwrap();
         let schema = catalog.table(Table::Bookings);
-        let mut buf = TableBuffer::new(schema, None, Seq(1), Instant::now()).unwrap();
+        let mut buf = TableBuffer::new(schema, None, Seq(1), Instant::now(), StagingSink::memory()).unwrap();
         let n = CHUNK_ROWS * 2 + 3;
         for i in 0..n {
             let body = format!(
@@ -182,14 +187,16 @@ mod tests {
         let file = buf.finish().unwrap();
         assert_eq!((file.rows, file.first, file.last), (n, Seq(1), Seq(n as u64)));
         assert_eq!((file.seqs.len(), file.received_at.len()), (n, n));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file.bytes).unwrap().build().unwrap();
+        let FileBody::Memory(bytes) = file.body else { panic!("an in-memory sink gives an in-memory file") };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
         assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), n);
     }
 
     #[test]
     fn a_row_with_a_null_where_none_may_be_is_refused_by_the_check() {
         let catalog = Catalog::load().unwrap();
-        let buf = TableBuffer::new(catalog.table(Table::Bookings), None, Seq(1), Instant::now()).unwrap();
+        let buf = TableBuffer::new(catalog.table(Table::Bookings), None, Seq(1), Instant::now(), StagingSink::memory())
+            .unwrap();
         // An empty `type` passes no envelope rule; built by hand, as a defect there would.
         let json: serde_json::Value = serde_json::json!({"id": "E3", "type": "", "data": {"object": "booking"}});
         let input = RowInput { json: Some(&json), text: Some("{}"), body: b"{}", received_at: Utc::now(), dead: None };

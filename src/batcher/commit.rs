@@ -144,7 +144,7 @@ impl Batcher {
             tracing::debug!(key = %key, "an empty file is not added to its table");
             return Ok(());
         };
-        let mut size = file.bytes.len() as u64;
+        let mut size = file.body.len();
         if outcome == PutOutcome::AlreadyExisted {
             // A replay: the object holds the same rows, but the table must record its own size.
             match self.uploader.store().head(&object_store::path::Path::from(key.as_str())).await {

@@ -37,7 +37,7 @@ use crate::metrics;
 use crate::schema::{Catalog, Table};
 use crate::sink::StatsSpec;
 use crate::sink::upload::UploadAborted;
-use crate::sink::{ObjectKey, PutOutcome, Uploader, WriterId};
+use crate::sink::{ObjectKey, PutOutcome, StagingDir, Uploader, WriterId};
 use crate::spool::{FlushIntent, Record, Seq, Spool, SpoolError, SpoolReader};
 
 /// The batcher stopped without flushing everything.
@@ -86,6 +86,8 @@ pub struct Batcher {
     staged_since: Option<Instant>,
     commit_every: std::time::Duration,
     inspector: Option<Arc<crate::inspector::Inspector>>,
+    /// Where pending files are written while they fill; `None` builds them in memory.
+    staging: Option<StagingDir>,
 }
 
 impl Batcher {
@@ -118,7 +120,14 @@ impl Batcher {
             staged_since: None,
             commit_every: std::time::Duration::from_secs(10),
             inspector: None,
+            staging: None,
         }
+    }
+
+    /// Writes pending files into `dir` as their row groups fill, instead of into memory.
+    pub fn with_staging(mut self, dir: StagingDir) -> Batcher {
+        self.staging = Some(dir);
+        self
     }
 
     /// Runs until the spool is closed and drained, then flushes everything.
@@ -210,8 +219,9 @@ impl Batcher {
         }
         let file = tokio::task::spawn_blocking(move || buffer.finish()).await??;
         let object = ObjectKey::for_batch(table, dt, &self.writer, file.first, file.last);
-        let size = file.bytes.len();
-        let outcome = self.uploader.put(&object, file.bytes.clone(), &self.abort).await?;
+        let size = file.body.len() as usize;
+        let outcome = self.uploader.put_file(&object, &file.body, &self.abort).await?;
+        file.body.discard();
         self.report.files += 1;
         self.report.rows_written += file.rows as u64;
         if outcome == PutOutcome::Created {

@@ -10,7 +10,7 @@ use super::{Batcher, BatcherError, FlushReason, should_flush};
 use crate::event::{DeadReason, Event, Parsed, RowInput};
 use crate::metrics;
 use crate::schema::Table;
-use crate::sink::ObjectKey;
+use crate::sink::{ObjectKey, StagingSink};
 use crate::spool::Seq;
 
 /// A pending file's key.
@@ -80,7 +80,11 @@ impl Batcher {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let stats = self.stats.get(&table).map(AsRef::as_ref);
-                let fresh = TableBuffer::new(self.catalog.table(table), stats, seq, Instant::now())?;
+                let sink = match &self.staging {
+                    Some(dir) => dir.create(&format!("{}-{dt}-{:020}.parquet", table.name(), seq.0)),
+                    None => StagingSink::memory(),
+                };
+                let fresh = TableBuffer::new(self.catalog.table(table), stats, seq, Instant::now(), sink)?;
                 let intent = self.intents.iter().position(|i| i.covers(&partition, seq));
                 let fresh = match intent.map(|i| self.intents.swap_remove(i)) {
                     Some(intent) if intent.first == seq.0 => fresh.cut_at(Seq(intent.last)),

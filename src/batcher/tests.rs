@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -19,6 +19,7 @@ struct Rig {
     spool: Spool,
     store: Arc<InMemory>,
     task: tokio::task::JoinHandle<Result<BatcherReport, BatcherError>>,
+    staging: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -53,9 +54,10 @@ async fn rig(limits: FlushLimits, bodies: Vec<Bytes>) -> Rig {
         spool.clone(),
         (recovered.checkpoint, recovered.intents),
         CancellationToken::new(),
-    );
+    )
+    .with_staging(StagingDir::open(&dir.path().join("staging")).unwrap());
     let task = tokio::spawn(batcher.run(reader));
-    Rig { spool, store, task, _dir: dir }
+    Rig { spool, store, task, staging: dir.path().join("staging"), _dir: dir }
 }
 
 fn body(id: &str, object: &str) -> Bytes {
@@ -171,6 +173,15 @@ async fn rows_cut_files_and_shutdown_flushes_the_rest_per_table() {
     assert_eq!(count("bookings/"), 3, "2 + 2 by rows, 1 at shutdown: {files:?}");
     assert_eq!((count("conversations/"), count("dead_letter/")), (1, 1), "{files:?}");
     assert_eq!(rig.spool.acked(), Seq(7));
+    // Every file went up from its staging file, whole, and the staged copies are gone.
+    let mut rows = 0;
+    for key in &files {
+        let bytes = rig.store.get(&object_store::path::Path::from(key.as_str())).await.unwrap().bytes().await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        rows += reader.metadata().file_metadata().num_rows();
+    }
+    assert_eq!(rows, 7);
+    assert_eq!(std::fs::read_dir(&rig.staging).unwrap().count(), 0, "staging files are deleted once uploaded");
 }
 
 #[tokio::test(start_paused = true)]

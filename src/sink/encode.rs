@@ -1,11 +1,13 @@
-//! Parquet encoding, pure and in memory: a [`FileWriter`] takes record batches as they come and
-//! yields the finished file's bytes.
+//! Parquet encoding: a [`FileWriter`] takes record batches as they come and writes the file into
+//! memory or a staging file, one row group at a time.
 //!
 //! Properties (the same for every file): zstd level 3, page-level statistics, row groups of at
 //! most 65,536 rows, a bloom filter on `event_id` sized for one row group, timestamps kept as
 //! microseconds with UTC. Columns whose every value is new (the event id, the raw JSON, the
 //! receive time) are written without a dictionary: building one only to abandon it cost a tenth
 //! of the batcher's CPU and most of its memory (measured with `bench/run.sh` and heaptrack).
+
+use std::io::Write;
 
 use arrow_array::{RecordBatch, StructArray};
 use arrow_schema::SchemaRef;
@@ -48,9 +50,11 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// One Parquet file being written in memory, with its Delta statistics when the table keeps them.
-pub struct FileWriter {
-    writer: ArrowWriter<Vec<u8>>,
+/// One Parquet file being written: into memory (`Vec<u8>`, the default) or into a staging file
+/// (see `staging`), with its Delta statistics when the table keeps them. The writer holds the
+/// open row group in memory and hands each finished one to its sink.
+pub struct FileWriter<W: Write + Send = Vec<u8>> {
+    writer: ArrowWriter<W>,
     stats: Option<FileStats>,
 }
 
@@ -60,9 +64,23 @@ pub struct Encoded {
     pub stats: Option<StructArray>,
 }
 
-impl FileWriter {
+impl FileWriter<Vec<u8>> {
+    /// A file built in memory.
     pub fn new(schema: SchemaRef, stats: Option<&StatsSpec>) -> Result<FileWriter, EncodeError> {
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+        FileWriter::to(Vec::new(), schema, stats)
+    }
+
+    /// Writes the footer and returns the whole file.
+    pub fn finish(self) -> Result<Encoded, EncodeError> {
+        let (bytes, stats) = self.close()?;
+        Ok(Encoded { bytes: Bytes::from(bytes), stats })
+    }
+}
+
+impl<W: Write + Send> FileWriter<W> {
+    /// A file written into `sink`.
+    pub fn to(sink: W, schema: SchemaRef, stats: Option<&StatsSpec>) -> Result<FileWriter<W>, EncodeError> {
+        let writer = ArrowWriter::try_new(sink, schema, Some(writer_properties()))?;
         Ok(FileWriter { writer, stats: stats.map(FileStats::new) })
     }
 
@@ -73,15 +91,20 @@ impl FileWriter {
         Ok(self.writer.write(batch)?)
     }
 
-    /// Bytes this file holds in memory: encoded so far plus the open row group.
-    pub fn memory_size(&self) -> usize {
-        self.writer.bytes_written() + self.writer.memory_size()
+    /// The file's size so far: bytes handed to the sink plus the open row group.
+    pub fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
-    /// Writes the footer and returns the whole file.
-    pub fn finish(self) -> Result<Encoded, EncodeError> {
+    /// Bytes the writer holds in memory: the open row group.
+    pub fn in_memory(&self) -> usize {
+        self.writer.memory_size()
+    }
+
+    /// Writes the last row group and the footer; returns the sink and the statistics.
+    pub fn close(self) -> Result<(W, Option<StructArray>), EncodeError> {
         let stats = self.stats.map(FileStats::finish).transpose()?.flatten();
-        Ok(Encoded { bytes: Bytes::from(self.writer.into_inner()?), stats })
+        Ok((self.writer.into_inner()?, stats))
     }
 }
 

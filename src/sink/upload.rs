@@ -12,15 +12,18 @@
 //! It is still retried, at the longest interval, until the settings are fixed: a batch is never
 //! dropped because of a store error, and it stays in the spool meanwhile.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::key::ObjectKey;
+use super::staging::FileBody;
 
 /// How an upload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,8 @@ fn refused_by_status(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one staged file being uploaded at once.
+const MAX_PARTS_IN_FLIGHT: usize = 2;
 
 impl Uploader {
     pub fn new(store: Arc<dyn ObjectStore>) -> Uploader {
@@ -118,11 +123,37 @@ impl Uploader {
         bytes: Bytes,
         abort: &CancellationToken,
     ) -> Result<PutOutcome, UploadAborted> {
+        self.retrying(key, abort, || self.put_once(key, bytes.clone())).await
+    }
+
+    /// Uploads a finished file from memory or from its staging file, retrying like [`Uploader::put`].
+    pub async fn put_file(
+        &self,
+        key: &ObjectKey,
+        body: &FileBody,
+        abort: &CancellationToken,
+    ) -> Result<PutOutcome, UploadAborted> {
+        match body {
+            FileBody::Memory(bytes) => self.put(key, bytes.clone(), abort).await,
+            FileBody::Disk { path, .. } => self.retrying(key, abort, || self.put_staged_once(key, path)).await,
+        }
+    }
+
+    async fn retrying<F, Fut>(
+        &self,
+        key: &ObjectKey,
+        abort: &CancellationToken,
+        mut attempt: F,
+    ) -> Result<PutOutcome, UploadAborted>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<PutOutcome>>,
+    {
         let mut attempts = 0u32;
         let mut delay = Duration::from_millis(200);
         loop {
             attempts += 1;
-            let e = match self.put_once(key, bytes.clone()).await {
+            let e = match attempt().await {
                 Ok(outcome) => {
                     self.succeeded(key.as_str());
                     return Ok(outcome);
@@ -209,6 +240,49 @@ impl Uploader {
         writer.finish().await?;
         Ok(PutOutcome::Created)
     }
+
+    /// One attempt at a staged file: a small one is read whole and put create-only; a large one
+    /// goes up part by part, so memory holds a few parts, never the file.
+    async fn put_staged_once(&self, key: &ObjectKey, staged: &std::path::Path) -> object_store::Result<PutOutcome> {
+        let mut file = tokio::fs::File::open(staged).await.map_err(|e| staging_read(staged, e))?;
+        let len = file.metadata().await.map_err(|e| staging_read(staged, e))?.len();
+        if len <= self.multipart_threshold as u64 {
+            let mut bytes = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut bytes).await.map_err(|e| staging_read(staged, e))?;
+            return self.put_once(key, Bytes::from(bytes)).await;
+        }
+        let path = Path::from(key.as_str());
+        if self.exists(&path).await? {
+            return Ok(PutOutcome::AlreadyExisted);
+        }
+        let mut writer = WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, PART_SIZE);
+        let sent = async {
+            loop {
+                let mut part = Vec::with_capacity(PART_SIZE);
+                (&mut file).take(PART_SIZE as u64).read_to_end(&mut part).await.map_err(|e| staging_read(staged, e))?;
+                if part.is_empty() {
+                    return Ok(());
+                }
+                writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+                writer.put(Bytes::from(part));
+            }
+        }
+        .await;
+        match sent {
+            Ok(()) => writer.finish().await?,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
+        Ok(PutOutcome::Created)
+    }
+}
+
+/// A staging file could not be read back: retried like a store failure (the disk may recover;
+/// the rows are in the spool either way).
+fn staging_read(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic { store: "staging", source: format!("reading {}: {e}", path.display()).into() }
 }
 
 #[cfg(test)]
@@ -251,5 +325,33 @@ mod tests {
         assert_eq!(up.put_once(&key(), big.clone()).await.unwrap(), PutOutcome::AlreadyExisted);
         let got = up.store().get(&Path::from(key().as_str())).await.unwrap().bytes().await.unwrap();
         assert_eq!(got.len(), big.len());
+    }
+
+    #[tokio::test]
+    async fn staged_files_go_up_whole_or_part_by_part_and_create_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staged = tmp.path().join("f.parquet");
+        let big: Vec<u8> = (0..(2 * PART_SIZE + 123)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&staged, &big).unwrap();
+        let body = FileBody::Disk { path: staged, len: big.len() as u64 };
+        let abort = CancellationToken::new();
+        for threshold in [usize::MAX, 4] {
+            let up = Uploader::new(Arc::new(InMemory::new())).with_multipart_threshold(threshold);
+            assert_eq!(up.put_file(&key(), &body, &abort).await.unwrap(), PutOutcome::Created);
+            assert_eq!(up.put_file(&key(), &body, &abort).await.unwrap(), PutOutcome::AlreadyExisted);
+            let got = up.store().get(&Path::from(key().as_str())).await.unwrap().bytes().await.unwrap();
+            assert!(got == big, "threshold {threshold}: {} bytes came back of {}", got.len(), big.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_staged_file_that_cannot_be_read_is_retried_until_the_abort() {
+        let up = Uploader::new(Arc::new(InMemory::new()));
+        let body = FileBody::Disk { path: "/nonexistent/staged.parquet".into(), len: 3 };
+        let abort = CancellationToken::new();
+        abort.cancel();
+        let e = up.put_file(&key(), &body, &abort).await.unwrap_err();
+        assert!(e.last_error.contains("/nonexistent/staged.parquet"), "{e}");
+        assert!(up.store().head(&Path::from(key().as_str())).await.is_err(), "nothing was written");
     }
 }

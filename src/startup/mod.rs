@@ -28,7 +28,7 @@ use crate::oncehub::WEBHOOK_PATH;
 use crate::oncehub::signature::Verifier;
 use crate::schema::{Catalog, SchemaError};
 use crate::secret::SecretFileError;
-use crate::sink::{StoreError, Uploader, from_root, open_root};
+use crate::sink::{StagingDir, StoreError, Uploader, from_root, open_root};
 use crate::spool::{OpenError, Spool};
 
 mod backfill;
@@ -109,6 +109,10 @@ impl Application {
         metrics::handle();
         let writer = instance::load_or_create(&data_dir.join("instance-id")).map_err(StartupError::InstanceId)?;
         let (spool, reader, recovered) = Spool::open(settings.spool.clone())?;
+        // After the spool's lock, so no other instance is writing there.
+        let staging_dir = data_dir.join("staging");
+        let staging = StagingDir::open(&staging_dir)
+            .map_err(|source| StartupError::DataDir { path: staging_dir.clone(), source })?;
         // After the spool's lock: a second instance on this data dir stops before it touches
         // the subscription or the secret files.
         let secrets = Secrets::resolve(&settings).await?;
@@ -130,7 +134,8 @@ impl Application {
             abort.clone(),
         )
         .with_lake(lake, settings.commit_interval)
-        .with_inspector(inspector.clone());
+        .with_inspector(inspector.clone())
+        .with_staging(staging);
         let progress = reader.progress();
         let batcher = tokio::spawn(batcher.run(reader));
         wait_for_replay(&recovered, &progress, &batcher).await;
