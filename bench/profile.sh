@@ -6,7 +6,8 @@
 #
 #   bash bench/profile.sh        N=10000 RATE=100 (about 2.5 minutes after the build)
 #
-# Knobs (env): N, RATE, KEEP=1 (keep the callgrind output), BRIDGE_ARGS (more `serve` flags).
+# Knobs (env): N, RATE, BIN and GEN (binaries to profile instead of building this tree), KEEP=1
+# (keep the callgrind output), BRIDGE_ARGS (more `serve` flags).
 # Instructions are not time (fdatasync and page faults cost no instructions), so read the shares
 # next to bench/run.sh's CPU by thread.
 set -euo pipefail
@@ -35,12 +36,14 @@ if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null; then
 fi
 bash scripts/duckdb-venv.sh
 
-cargo build --locked --release --bin oncehub-bridge --example gen-payloads
-target/release/examples/gen-payloads "$N" "$SECRET" "$WORK/payloads.txt" prof >/dev/null 2>&1
+# BIN / GEN: profile binaries built elsewhere (e.g. an older commit) instead of building this tree.
+if [ -z "${BIN:-}" ]; then cargo build --locked --release --bin oncehub-bridge --example gen-payloads; fi
+BIN=${BIN:-target/release/oncehub-bridge}
+"${GEN:-target/release/examples/gen-payloads}" "$N" "$SECRET" "$WORK/payloads.txt" prof >/dev/null 2>&1
 
 echo "== callgrind: $N deliveries at $RATE/s"
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no \
-  target/release/oncehub-bridge serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
   --webhook-secret "$SECRET" --signature-tolerance 0 --flush-interval 600s --shutdown-timeout 600s \
   ${BRIDGE_ARGS:-} >"$WORK/serve.log" 2>&1 &
 bridge=$!

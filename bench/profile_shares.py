@@ -9,17 +9,16 @@ import sys
 
 STAGES = [
     ("HTTP: actix connection handling, whole", "actix_http::h1::dispatcher::"),
-    ("HTTP: webhook handler, whole", "oncehub_bridge::http::webhook::"),
     ("HTTP: HMAC-SHA256 signature check", "oncehub_bridge::oncehub::signature::Verifier::verify"),
     ("HTTP: event id peek", "oncehub_bridge::event::peek"),
     ("HTTP: dedup key (SHA-256 of the id)", "oncehub_bridge::spool::dedup::EventKey::of"),
     ("spool writer thread, whole", "oncehub_bridge::spool::writer::run"),
-    ("batcher: parse + build row, whole", "oncehub_bridge::batcher::Batcher::place"),
+    ("batcher, whole", "oncehub_bridge::batcher::Batcher::run::{{closure}}"),
+    ("batcher: parse + build row + encode chunks", "oncehub_bridge::batcher::Batcher>::place"),
     ("batcher: JSON parse (serde_json Value)", "oncehub_bridge::event::Event::parse_text"),
-    ("batcher: append to Arrow builders", "oncehub_bridge::event::columns::Columns::append"),
-    ("batcher: Arrow arrays from builders", "oncehub_bridge::event::columns::Columns::finish"),
-    ("batcher: Delta statistics", "oncehub_bridge::sink::stats::FileStats::merge"),
-    ("Parquet: ArrowWriter::write (encode, compress)", "parquet::arrow::arrow_writer::ArrowWriter<W>::write"),
+    ("batcher: append to Arrow builders", "oncehub_bridge::event::columns::Builder::append "),
+    ("batcher: chunk to Parquet (encode_pending)", "TableBuffer::encode_pending"),
+    ("batcher: last row group and footer (finish)", "TableBuffer::finish"),
     ("Parquet: zstd compression", "ZSTD_compress"),
     ("allocator (mimalloc)", "mi_"),
 ]
