@@ -22,13 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v heaptrack >/dev/null || ! command -v wrk >/dev/null; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q heaptrack wrk >/dev/null 2>&1 \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q heaptrack wrk >/dev/null; }
-fi
+bash bench/apt-install.sh heaptrack wrk -- heaptrack wrk
 
 cargo build --locked --release --features system-allocator --bin oncehub-bridge --example gen-payloads
 cp target/release/oncehub-bridge "$WORK/bridge-glibc"

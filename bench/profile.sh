@@ -27,13 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v valgrind >/dev/null || ! command -v wrk >/dev/null; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q valgrind wrk >/dev/null 2>&1 \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q valgrind wrk >/dev/null; }
-fi
+bash bench/apt-install.sh valgrind callgrind_annotate wrk -- valgrind wrk
 bash scripts/duckdb-venv.sh
 
 # BIN / GEN: profile binaries built elsewhere (e.g. an older commit) instead of building this tree.

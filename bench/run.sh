@@ -37,14 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  echo "== installing wrk and nginx from Debian's packages"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q wrk nginx-light >/dev/null 2>&1 \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q wrk nginx-light >/dev/null; }
-fi
+bash bench/apt-install.sh wrk nginx -- wrk nginx-light
 bash scripts/duckdb-venv.sh
 
 echo "== building ($PROFILE)"

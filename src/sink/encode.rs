@@ -96,11 +96,6 @@ impl<W: Write + Send> FileWriter<W> {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
-    /// Bytes the writer holds in memory: the open row group.
-    pub fn in_memory(&self) -> usize {
-        self.writer.memory_size()
-    }
-
     /// Writes the last row group and the footer; returns the sink and the statistics.
     pub fn close(self) -> Result<(W, Option<StructArray>), EncodeError> {
         let stats = self.stats.map(FileStats::finish).transpose()?.flatten();

@@ -135,7 +135,7 @@ impl Uploader {
     ) -> Result<PutOutcome, UploadAborted> {
         match body {
             FileBody::Memory(bytes) => self.put(key, bytes.clone(), abort).await,
-            FileBody::Disk { path, .. } => self.retrying(key, abort, || self.put_staged_once(key, path)).await,
+            FileBody::Disk { path, len } => self.retrying(key, abort, || self.put_staged_once(key, path, *len)).await,
         }
     }
 
@@ -243,9 +243,13 @@ impl Uploader {
 
     /// One attempt at a staged file: a small one is read whole and put create-only; a large one
     /// goes up part by part, so memory holds a few parts, never the file.
-    async fn put_staged_once(&self, key: &ObjectKey, staged: &std::path::Path) -> object_store::Result<PutOutcome> {
+    async fn put_staged_once(
+        &self,
+        key: &ObjectKey,
+        staged: &std::path::Path,
+        len: u64,
+    ) -> object_store::Result<PutOutcome> {
         let mut file = tokio::fs::File::open(staged).await.map_err(|e| staging_read(staged, e))?;
-        let len = file.metadata().await.map_err(|e| staging_read(staged, e))?.len();
         if len <= self.multipart_threshold as u64 {
             let mut bytes = Vec::with_capacity(len as usize);
             file.read_to_end(&mut bytes).await.map_err(|e| staging_read(staged, e))?;
