@@ -106,10 +106,12 @@ wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
   grep VmHWM "/proc/$bridge/status" >"$WORK/hwm.tmp" 2>/dev/null && mv "$WORK/hwm.tmp" "$WORK/hwm"
   # Heap and anonymous maps vs mapped files, to tell what the peak is made of.
   grep -E '^(RssAnon|RssFile)' "/proc/$bridge/status" >>"$WORK/rss" 2>/dev/null || true
+  # Anonymous memory backed by transparent huge pages (2 MiB each, however little of one is used).
+  grep -E '^AnonHugePages' "/proc/$bridge/smaps_rollup" >>"$WORK/rss" 2>/dev/null || true
   cut -d')' -f2 "/proc/$bridge/stat" 2>/dev/null | awk '{print $12 + $13}' >"$WORK/cpu.tmp" && mv "$WORK/cpu.tmp" "$WORK/cpu"
-  # Each thread's name and CPU ticks, in one process (threads come and go: the last reading counts).
+  # Each thread's name, CPU ticks and of those system (kernel) ticks, in one process (threads come and go: the last reading counts).
   awk '{ o = index($0, "("); c = index($0, ") "); split(substr($0, c + 2), f, " ");
-         printf "%s\t%s\t%d\n", FILENAME, substr($0, o + 1, c - o - 1), f[12] + f[13] }' \
+         printf "%s\t%s\t%d\t%d\n", FILENAME, substr($0, o + 1, c - o - 1), f[12] + f[13], f[13] }' \
     /proc/"$bridge"/task/*/stat >>"$WORK/threads" 2>/dev/null || true
   sleep 0.2
 done) &
@@ -158,7 +160,7 @@ cat <<EOF
 | ack latency at $(val "$fixed" rps)/s (aimed at $RATE/s) p50 / p99 / p99.9 | $(ms "$(val "$fixed" p50)") / $(ms "$(val "$fixed" p99)") / $(ms "$(val "$fixed" p999)") ms |
 | deliveries per fsync (average) | $per_fsync |
 | non-2xx answers / socket errors | $(($(val "$fixed" non2xx) + $(val "$saturated" non2xx))) / $(($(val "$fixed" errors) + $(val "$saturated" errors))) |
-| peak RSS (of which anonymous / mapped files, sampled every 0.2 s) | $((peak_kib / 1024)) MiB ($(peak_of RssAnon) / $(peak_of RssFile) MiB) |
+| peak RSS (of which anonymous / mapped files, sampled every 0.2 s) | $((peak_kib / 1024)) MiB ($(peak_of RssAnon) / $(peak_of RssFile) MiB; transparent huge pages at most $(peak_of AnonHugePages) MiB) |
 | bridge CPU per delivery (receive, spool, encode, store) | $(calc "round($cpu_ticks / $(getconf CLK_TCK) * 1e6 / $rows, 1)") µs |
 | of which, by thread | $by_thread |
 | JSON received per delivery | $json_per B |

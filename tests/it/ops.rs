@@ -182,3 +182,14 @@ async fn metrics_count_what_happened_and_readyz_names_the_failing_part() {
     assert_eq!(m.get(r#"oncehub_bridge_deliveries_rejected_total{reason="spool_full"}"#), 1.0);
     drop(dead);
 }
+
+/// The served process runs with transparent huge pages off (see `src/main.rs`): the kernel's
+/// view of the process says so, whatever the machine's THP mode.
+#[test]
+fn the_service_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Binary::serve(&dir.path().join("data"), &["--webhook-secret", SECRET], &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bin.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("the kernel reports THP_enabled");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
