@@ -71,8 +71,9 @@ mod allocator {
     const PURGE_DELAY: c_int = 15;
     /// Milliseconds before freed memory goes back to the OS. mimalloc v3's default, 1000, let
     /// the batcher's freed Parquet buffers pile up: peak RSS over 1.05 M deliveries at defaults
-    /// was 383 MiB with it and 256 MiB with 10 ms (v2's default), for about 10 % more CPU, spent in
-    /// the kernel returning pages (`bench/run.sh`; see the README's Performance section).
+    /// was 383 MiB with it and 256 MiB with `MIMALLOC_PURGE_DELAY=10` (v2's default), for about
+    /// 10 % more CPU, spent in the kernel returning pages (`bench/run.sh`; see the README's
+    /// Performance section, which also has a run at 338 MiB with this setting).
     const PURGE_DELAY_MS: c_long = 10;
 
     unsafe extern "C" {
