@@ -57,6 +57,7 @@ if [ "$#" -eq 0 ]; then
   bash bench/run.sh --smoke || status=$?
   bash bench/compact.sh --smoke || status=$?
   bash bench/backfill.sh --smoke || status=$?
+  bash bench/stage_cost.sh --smoke || status=$?
   cargo run --locked --example inspector-cost -- 20000 || status=$?
 fi
 exit "$status"

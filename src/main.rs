@@ -77,6 +77,7 @@ mod allocator {
     const PURGE_DELAY_MS: c_long = 10;
 
     unsafe extern "C" {
+        #[cfg(test)]
         fn mi_option_get(option: c_int) -> c_long;
         fn mi_option_set(option: c_int, value: c_long);
     }

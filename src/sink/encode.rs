@@ -130,7 +130,7 @@ impl<W: Write + Send> FileWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Int64Array, StringArray};
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Fields, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
@@ -183,11 +183,12 @@ mod tests {
             Field::new("status", DataType::Utf8, true),
             Field::new("form_submission", DataType::Struct(inner.clone()), true),
         ]));
-        let text = |f: fn(usize) -> String| Arc::new(StringArray::from((0..100).map(f).collect::<Vec<_>>()));
+        let text =
+            |f: fn(usize) -> String| -> ArrayRef { Arc::new(StringArray::from((0..100).map(f).collect::<Vec<_>>())) };
         let form = StructArray::new(inner, vec![text(|i| format!("note {i}")), text(|i| format!("n{}", i % 3))], None);
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![text(|i| format!("c{i}@example.com")), text(|i| format!("s{}", i % 2)), Arc::new(form)],
+            vec![text(|i| format!("c{i}@example.com")), text(|i| format!("s{}", i % 2)), Arc::new(form) as ArrayRef],
         )
         .unwrap();
         let mut w = FileWriter::new(schema, None).unwrap();

@@ -156,11 +156,6 @@ impl TestApp {
         format!("http://127.0.0.1:{}/webhooks/oncehub", self.port)
     }
 
-    /// The running process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Posts `body` with the given signature header (or none).
     pub async fn post_with(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
         let mut req = self.client.post(self.url()).header("Content-Type", "application/json").body(body);
@@ -400,6 +395,11 @@ impl Binary {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL: the process gets no chance to flush or clean up.
