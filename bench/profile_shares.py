@@ -15,7 +15,7 @@ STAGES = [
     ("spool writer thread, whole", "oncehub_bridge::spool::writer::run"),
     ("batcher, whole", "oncehub_bridge::batcher::Batcher::run::{{closure}}"),
     ("batcher: parse + build row + encode chunks", "oncehub_bridge::batcher::Batcher>::place"),
-    ("batcher: JSON parse (serde_json Value)", "oncehub_bridge::event::Event::parse_text"),
+    ("batcher: JSON parse (event::Node)", "oncehub_bridge::event::Event::parse_text"),
     ("batcher: append to Arrow builders", "oncehub_bridge::event::columns::Builder::append "),
     ("batcher: chunk to Parquet (encode_pending)", "TableBuffer::encode_pending"),
     ("batcher: last row group and footer (finish)", "TableBuffer::finish"),

@@ -38,7 +38,7 @@ import re, sys
 stages = [
     ("HMAC-SHA256 verify", "oncehub_bridge::oncehub::signature::Verifier::verify"),
     ("dedup key (SHA-256 of the id)", "oncehub_bridge::spool::dedup::EventKey::of"),
-    ("JSON parse into Value", "serde_json::de::from_str<serde_json::value::Value>"),
+    ("JSON parse into Value (drop not counted)", "Deserialize for serde_json::value::Value>::deserialize ["),
 ]
 line = re.compile(r"^\s*([\d,]+)\s+(?:\([\d.]+%\)\s+)?(.*)$")
 best = {}

@@ -198,7 +198,7 @@ mod tests {
         let buf = TableBuffer::new(catalog.table(Table::Bookings), None, Seq(1), Instant::now(), StagingSink::memory())
             .unwrap();
         // An empty `type` passes no envelope rule; built by hand, as a defect there would.
-        let json: serde_json::Value = serde_json::json!({"id": "E3", "type": "", "data": {"object": "booking"}});
+        let json = crate::event::Node::parse(r#"{"id": "E3", "type": "", "data": {"object": "booking"}}"#).unwrap();
         let input = RowInput { json: Some(&json), text: Some("{}"), body: b"{}", received_at: Utc::now(), dead: None };
         let misfit = buf.check(&input).unwrap_err();
         assert_eq!(misfit.path, "event_type");

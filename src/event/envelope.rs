@@ -4,19 +4,18 @@
 //! receiver keys for dedup is exactly a delivery the batcher stores as an event.
 //!
 //! The rule: `id` and `type` are non-empty strings and `data` is an object. A key given twice
-//! counts by its last value, as `serde_json::Value` (and JavaScript's `JSON.parse`) read it.
-//! The receiver's reading accepts and refuses exactly the bodies `serde_json::Value` does: it goes
-//! through the same `deserialize_any` path (number ranges, UTF-8, the recursion limit), only
-//! without keeping what it reads.
+//! counts by its last value, as the batcher's `Node` (like `serde_json::Value` and JavaScript's
+//! `JSON.parse`) reads it. The receiver's reading accepts and refuses exactly the bodies the
+//! batcher's parse does: both go through serde_json's `deserialize_any` path (number ranges,
+//! UTF-8, the recursion limit); the receiver only keeps nothing of what it reads.
 
 use std::borrow::Cow;
 use std::fmt;
 
+use super::DeadReason;
+use super::node::{Json, View};
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
-
-use super::DeadReason;
 
 mod skip;
 
@@ -34,13 +33,13 @@ pub(super) enum Shape {
 }
 
 impl Shape {
-    pub(super) fn of(value: Option<&Value>) -> Shape {
-        match value {
+    pub(super) fn of<J: Json>(value: Option<&J>) -> Shape {
+        match value.map(Json::view) {
             None => Shape::Absent,
-            Some(Value::Null) => Shape::Null,
-            Some(Value::String(s)) if s.is_empty() => Shape::EmptyText,
-            Some(Value::String(_)) => Shape::Text,
-            Some(Value::Object(_)) => Shape::Object,
+            Some(View::Null) => Shape::Null,
+            Some(View::Str("")) => Shape::EmptyText,
+            Some(View::Str(_)) => Shape::Text,
+            Some(View::Object) => Shape::Object,
             Some(_) => Shape::Other,
         }
     }
@@ -79,7 +78,7 @@ pub(super) struct Read<'a> {
     pub is_event: bool,
 }
 
-/// Reads `body` as the batcher will; anything `serde_json::Value` refuses gives `is_event: false`.
+/// Reads `body` as the batcher will; anything the batcher's parse refuses gives `is_event: false`.
 pub(super) fn read(body: &[u8]) -> Read<'_> {
     // One pass over the whole body is cheaper than checking each string as it is read, and
     // refuses the same bodies (invalid UTF-8 outside a string is invalid JSON anyway).
@@ -287,7 +286,7 @@ mod tests {
         assert!(agree(br#"{"id":"X","id":"X","type":"t","data":{}}"#));
         assert_eq!(read(br#"{"id":"A","id":"B","type":"t","data":{}}"#).id.as_deref(), Some("B"));
         let Parsed::Event(e) = Event::parse(br#"{"id":"A","id":"B","type":"t","data":{}}"#) else { panic!() };
-        assert_eq!(e.json["id"], "B");
+        assert_eq!(e.json.get("id").and_then(crate::event::Node::as_str), Some("B"));
         assert!(!agree(br#"{"id":"X","type":"t","data":{},"data":5}"#));
         assert!(agree(br#"{"id":"X","type":"t","data":5,"data":{}}"#));
     }

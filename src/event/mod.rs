@@ -10,16 +10,17 @@ mod columns;
 mod envelope;
 #[cfg(test)]
 pub(crate) mod fit;
+mod node;
 mod normalize;
 mod row;
 
 pub(crate) use columns::{Columns, Misfit};
+pub(crate) use node::Node;
 #[cfg(test)]
 pub(crate) use row::build_row;
 pub(crate) use row::{BACKFILL_ID_PREFIX, RowInput};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::Value;
 
 use crate::schema::Table;
 
@@ -80,14 +81,15 @@ pub(crate) fn peek(body: &[u8]) -> Peeked {
     Peeked { id: read.is_event.then(|| read.id.map(|id| id.into_owned())).flatten(), trigger }
 }
 
-/// A well-formed event, parsed once. Its `id` and `type` passed the envelope rule; the row takes
-/// them (like every column) from `json` through the schema.
+/// A well-formed event, parsed once (a tree borrowing the body's text). Its `id` and `type`
+/// passed the envelope rule; the row takes them (like every column) from `json` through the
+/// schema.
 #[derive(Debug, Clone)]
-pub(crate) struct Event {
+pub(crate) struct Event<'a> {
     pub table: Table,
     /// The envelope's `creation_time`, when present and valid RFC 3339.
     pub time: Option<DateTime<Utc>>,
-    pub json: Value,
+    pub json: Node<'a>,
 }
 
 /// Why a signed delivery is not an event.
@@ -117,21 +119,21 @@ impl DeadReason {
 
 /// A signed delivery that is not a well-formed event; kept in `dead_letter`.
 #[derive(Debug, Clone)]
-pub(crate) struct DeadLetter {
+pub(crate) struct DeadLetter<'a> {
     pub reason: DeadReason,
     pub error: String,
     /// The parsed JSON, when the body was JSON at all.
-    pub json: Option<Value>,
+    pub json: Option<Node<'a>>,
 }
 
 /// The outcome of parsing one delivery.
 #[derive(Debug, Clone)]
-pub(crate) enum Parsed {
-    Event(Event),
-    Dead(DeadLetter),
+pub(crate) enum Parsed<'a> {
+    Event(Event<'a>),
+    Dead(DeadLetter<'a>),
 }
 
-impl Parsed {
+impl Parsed<'_> {
     pub(crate) fn table(&self) -> Table {
         match self {
             Parsed::Event(e) => e.table,
@@ -148,15 +150,15 @@ impl Parsed {
     }
 }
 
-impl Event {
+impl<'a> Event<'a> {
     /// Parses a delivery body. Never fails: what is not an event is a [`DeadLetter`].
-    pub(crate) fn parse(body: &[u8]) -> Parsed {
+    pub(crate) fn parse(body: &'a [u8]) -> Parsed<'a> {
         Self::parse_text(body).0
     }
 
     /// [`Event::parse`], also giving the body as text when it is UTF-8 (validated once here:
     /// the JSON parser reads the text without checking it again).
-    pub(crate) fn parse_text(body: &[u8]) -> (Parsed, Option<&str>) {
+    pub(crate) fn parse_text(body: &'a [u8]) -> (Parsed<'a>, Option<&'a str>) {
         match std::str::from_utf8(body) {
             Ok(text) => (Self::parse_utf8(text), Some(text)),
             Err(_) => {
@@ -166,27 +168,27 @@ impl Event {
         }
     }
 
-    fn parse_utf8(text: &str) -> Parsed {
+    fn parse_utf8(text: &'a str) -> Parsed<'a> {
         let dead = |reason, error: String, json| Parsed::Dead(DeadLetter { reason, error, json });
-        let json: Value = match serde_json::from_str(text) {
+        let json = match Node::parse(text) {
             Ok(v) => v,
             Err(e) => return dead(DeadReason::NotJson, format!("body is not JSON: {e}"), None),
         };
-        let Some(obj) = json.as_object() else {
+        if !matches!(json, Node::Object(_)) {
             return dead(DeadReason::NotObject, "body is not a JSON object".into(), Some(json));
-        };
-        let field = |name| envelope::Shape::of(obj.get(name));
+        }
+        let field = |name| envelope::Shape::of(json.get(name));
         if let Err((reason, error)) = envelope::check(field("id"), field("type"), field("data")) {
             return dead(reason, error.into(), Some(json));
         }
-        let data_object = obj.get("data").and_then(|d| d.get("object")).and_then(Value::as_str);
+        let data_object = json.get("data").and_then(|d| d.get("object")).and_then(Node::as_str);
         let table = match data_object {
             Some("booking") => Table::Bookings,
             Some("conversation") => Table::Conversations,
             Some("contact") => Table::Contacts,
             _ => Table::OtherEvents,
         };
-        let time = obj.get("creation_time").and_then(Value::as_str).and_then(normalize::parse_timestamp);
+        let time = json.get("creation_time").and_then(Node::as_str).and_then(normalize::parse_timestamp);
         Parsed::Event(Event { table, time, json })
     }
 }

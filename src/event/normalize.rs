@@ -6,9 +6,11 @@
 //! types the Arrow JSON decoder accepts for the column, so encoding a normalized row cannot fail.
 
 use chrono::DateTime;
-use serde_json::Value;
+use serde_json::Number;
 #[cfg(test)]
-use serde_json::{Map, Number};
+use serde_json::{Map, Value};
+
+use super::node::{Json, View};
 
 use crate::schema::ColumnType;
 #[cfg(test)]
@@ -20,15 +22,16 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<chrono::Utc>> {
 }
 
 /// Follows object keys from `root`.
-pub(super) fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(root, |v, key| v.as_object()?.get(key))
+pub(super) fn lookup<'a, J: Json>(root: &'a J, path: &[String]) -> Option<&'a J> {
+    path.iter().try_fold(root, |v, key| v.get_key(key))
 }
 
 /// The id of an id-or-object value: the string itself, or the object's `id`.
-pub(super) fn id_of(value: Option<&Value>) -> Option<&Value> {
-    match value? {
-        v @ Value::String(_) => Some(v),
-        Value::Object(o) => o.get("id"),
+pub(super) fn id_of<J: Json>(value: Option<&J>) -> Option<&J> {
+    let value = value?;
+    match value.view() {
+        View::Str(_) => Some(value),
+        View::Object => value.get_key("id"),
         _ => None,
     }
 }
@@ -64,54 +67,66 @@ pub(super) fn normalize(value: Option<&Value>, ty: &ColumnType) -> Value {
 }
 
 /// A JSON value coerced to a column type: a scalar, or "present" for json, struct and list.
-#[derive(Clone, Copy)]
-pub(super) enum Scalar<'a> {
+pub(super) enum Scalar<'a, J> {
     Str(&'a str),
-    Number(&'a serde_json::Number),
+    Number(&'a Number),
     Bool(bool),
     Int(i64),
     Float(f64),
-    Present(&'a Value),
+    Present(&'a J),
 }
 
 /// `value` coerced to `ty`, or `None` for null (blank, absent, or of a type that does not fit):
 /// the one statement of the rules above, for the batcher's builders and the reference alike.
-pub(super) fn coerce<'a>(ty: &ColumnType, value: Option<&'a Value>) -> Option<Scalar<'a>> {
-    let value = value.filter(|v| !is_blank(v))?;
+pub(super) fn coerce<'a, J: Json>(ty: &ColumnType, value: Option<&'a J>) -> Option<Scalar<'a, J>> {
+    let value = value.filter(|v| !is_blank(*v))?;
+    let view = value.view();
     Some(match ty {
-        ColumnType::Utf8 => match value {
-            Value::String(s) => Scalar::Str(s),
-            Value::Number(n) => Scalar::Number(n),
-            Value::Bool(b) => Scalar::Bool(*b),
+        ColumnType::Utf8 => match view {
+            View::Str(s) => Scalar::Str(s),
+            View::Number(n) => Scalar::Number(n),
+            View::Bool(b) => Scalar::Bool(b),
             _ => return None,
         },
         ColumnType::Json => Scalar::Present(value),
-        ColumnType::Int64 => Scalar::Int(match value {
-            Value::Number(n) => {
+        ColumnType::Int64 => Scalar::Int(match view {
+            View::Number(n) => {
                 n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
             }
-            Value::String(s) => s.trim().parse().ok(),
+            View::Str(s) => s.trim().parse().ok(),
             _ => None,
         }?),
-        ColumnType::Float64 => Scalar::Float(match value {
-            Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
-            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        ColumnType::Float64 => Scalar::Float(match view {
+            View::Number(n) => n.as_f64().filter(|f| f.is_finite()),
+            View::Str(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             _ => None,
         }?),
-        ColumnType::Bool => Scalar::Bool(match value {
-            Value::Bool(b) => *b,
-            Value::String(s) if s == "true" || s == "false" => s == "true",
+        ColumnType::Bool => Scalar::Bool(match view {
+            View::Bool(b) => b,
+            View::Str(s) if s == "true" || s == "false" => s == "true",
             _ => return None,
         }),
-        ColumnType::Timestamp => Scalar::Int(value.as_str().and_then(parse_timestamp)?.timestamp_micros()),
-        ColumnType::Binary => Scalar::Str(value.as_str()?),
-        ColumnType::Struct(_) => Scalar::Present(value.is_object().then_some(value)?),
-        ColumnType::List(_) => Scalar::Present(value.is_array().then_some(value)?),
+        ColumnType::Timestamp => match view {
+            View::Str(s) => Scalar::Int(parse_timestamp(s)?.timestamp_micros()),
+            _ => return None,
+        },
+        ColumnType::Binary => match view {
+            View::Str(s) => Scalar::Str(s),
+            _ => return None,
+        },
+        ColumnType::Struct(_) => match view {
+            View::Object => Scalar::Present(value),
+            _ => return None,
+        },
+        ColumnType::List(_) => match view {
+            View::Array => Scalar::Present(value),
+            _ => return None,
+        },
     })
 }
 
-pub(super) fn is_blank(v: &Value) -> bool {
-    matches!(v, Value::Null) || matches!(v, Value::String(s) if s.is_empty())
+pub(super) fn is_blank<J: Json>(v: &J) -> bool {
+    matches!(v.view(), View::Null | View::Str(""))
 }
 
 /// The fields of a struct column, each taken from `parent` by its relative source.
@@ -177,6 +192,6 @@ mod tests {
         assert_eq!(id_of(Some(&json!("USR-1"))), Some(&json!("USR-1")));
         assert_eq!(id_of(Some(&json!({"id": "USR-2", "object": "user"}))), Some(&json!("USR-2")));
         assert_eq!(id_of(Some(&json!(5))), None);
-        assert_eq!(id_of(None), None);
+        assert_eq!(id_of::<Value>(None), None);
     }
 }

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 #[cfg(test)]
-use serde_json::Map;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use super::node::Node;
 
 #[cfg(test)]
 use super::normalize::{lookup, normalize, normalize_ids};
@@ -15,11 +16,12 @@ use crate::schema::{ColumnType, MetaField, Source, TableSchema};
 /// How the ids of `backfill`'s synthetic events start (OnceHub's own start with `EVNT-`).
 pub(crate) const BACKFILL_ID_PREFIX: &str = "BKFL-";
 
-/// What a row is built from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowInput<'a> {
+/// What a row is built from. `J` is the parsed delivery's tree: the batcher's [`Node`], or
+/// `serde_json::Value` for the reference row builder.
+#[derive(Debug)]
+pub(crate) struct RowInput<'a, J = Node<'a>> {
     /// The parsed delivery, when the body was JSON.
-    pub json: Option<&'a Value>,
+    pub json: Option<&'a J>,
     /// The body as text, when it is valid UTF-8 (validated once, by the parse).
     pub text: Option<&'a str>,
     /// The exact delivered bytes.
@@ -29,9 +31,17 @@ pub(crate) struct RowInput<'a> {
     pub dead: Option<(&'a str, &'a str)>,
 }
 
+impl<J> Clone for RowInput<'_, J> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<J> Copy for RowInput<'_, J> {}
+
 /// One row for `schema`, every value already coerced to its column type.
 #[cfg(test)]
-pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
+pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_, Value>) -> Value {
     let row: Map<String, Value> = schema
         .columns
         .iter()
@@ -48,7 +58,7 @@ pub(crate) fn build_row(schema: &TableSchema, input: &RowInput<'_>) -> Value {
 }
 
 #[cfg(test)]
-fn meta(field: MetaField, input: &RowInput<'_>, ty: &ColumnType) -> Value {
+fn meta(field: MetaField, input: &RowInput<'_, Value>, ty: &ColumnType) -> Value {
     let text = |s: &str| Value::String(s.to_owned());
     match field {
         MetaField::ReceivedAt => Value::from(input.received_at.timestamp_micros()),
