@@ -141,14 +141,24 @@ impl Batcher {
 
     async fn run_inner(mut self, mut reader: SpoolReader) -> Result<BatcherReport, BatcherError> {
         self.prepare_lake().await?;
+        // One timer for the next deadline, moved only when the deadline moves: a timer made and
+        // dropped for every record would take the timer wheel's lock twice per delivery.
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+        let mut armed = None;
         loop {
             let due = [self.next_age_deadline(), self.commit_deadline()].into_iter().flatten().min();
+            if due != armed {
+                if let Some(deadline) = due {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = due;
+            }
             tokio::select! {
                 record = reader.next() => match record? {
                     Some(record) => self.ingest(record).await?,
                     None => break,
                 },
-                () = sleep_until(due) => {
+                () = &mut timer, if armed.is_some() => {
                     let now = Instant::now();
                     // The files cut by age in this round go into one commit per table, at once:
                     // their rows are already as late as --flush-interval allows.
@@ -274,13 +284,6 @@ where
             () = abort.cancelled() => return Err(e.into()),
         }
         delay = (delay * 2).min(std::time::Duration::from_secs(5));
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -72,7 +72,10 @@ impl Batcher {
     /// finds that `seq`'s file is in the store already.
     fn buffer(&mut self, key: FileKey, seq: Seq) -> Result<Option<&mut TableBuffer>, BatcherError> {
         let (table, dt) = key;
-        let partition = ObjectKey::partition(table, dt);
+        // The partition's name only matters while recovered intents are left (a replay): not
+        // formatted for every delivery.
+        let recovering = !self.written.is_empty() || !self.intents.is_empty();
+        let partition = if recovering { ObjectKey::partition(table, dt) } else { String::new() };
         if self.written.iter().any(|i| i.covers(&partition, seq)) {
             return Ok(None);
         }
