@@ -7,8 +7,9 @@
 #
 # Installs wrk and nginx from Debian's packages and DuckDB from PyPI when missing. Knobs (env):
 # N (deliveries at saturation), CONNS (64), THREADS (1), RATE (5000), RATE_SECS (10), KEEP=1,
-# BRIDGE_ARGS (more `serve` flags, e.g. "--inspector off"), FLUSH_INTERVAL (10s), and gen-payloads'
-# GEN_BODY_BYTES / GEN_TRIGGERS (body size, triggers).
+# BRIDGE_ARGS (more `serve` flags, e.g. "--inspector off"), FLUSH_INTERVAL (10s), BIN and GEN (binaries
+# to run instead of building this tree), and gen-payloads' GEN_BODY_BYTES / GEN_TRIGGERS (body size,
+# triggers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,11 +44,13 @@ bash scripts/duckdb-venv.sh
 echo "== building ($PROFILE)"
 release=()
 [ "$PROFILE" = release ] && release=(--release)
-cargo build --locked "${release[@]}" --bin oncehub-bridge --example gen-payloads
-BIN=target/$PROFILE/oncehub-bridge
+# BIN / GEN: binaries built elsewhere (e.g. an older commit, for a back-to-back comparison).
+if [ -z "${BIN:-}" ]; then cargo build --locked "${release[@]}" --bin oncehub-bridge --example gen-payloads; fi
+BIN=${BIN:-target/$PROFILE/oncehub-bridge}
+GEN=${GEN:-target/$PROFILE/examples/gen-payloads}
 
 echo "== generating $N + $RATE_N signed deliveries"
-gen() { "target/$PROFILE/examples/gen-payloads" "$1" "$SECRET" "$2" "$3" 2>&1 | grep -o '[0-9]* bytes of JSON' | cut -d' ' -f1; }
+gen() { "$GEN" "$1" "$SECRET" "$2" "$3" 2>&1 | grep -o '[0-9]* bytes of JSON' | cut -d' ' -f1; }
 sat_json=$(gen "$N" "$WORK/sat.txt" sat)
 rate_json=$(gen "$RATE_N" "$WORK/rate.txt" rate)
 
