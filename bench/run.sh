@@ -112,9 +112,10 @@ wait_http "http://127.0.0.1:$BRIDGE_PORT/healthz"
   # Anonymous memory backed by transparent huge pages (2 MiB each, however little of one is used).
   grep -E '^AnonHugePages' "/proc/$bridge/smaps_rollup" >>"$WORK/rss" 2>/dev/null || true
   cut -d')' -f2 "/proc/$bridge/stat" 2>/dev/null | awk '{print $12 + $13}' >"$WORK/cpu.tmp" && mv "$WORK/cpu.tmp" "$WORK/cpu"
-  # Each thread's name, CPU ticks and of those system (kernel) ticks, in one process (threads come and go: the last reading counts).
+  # Each thread's name, CPU ticks, of those system (kernel) ticks, and minor page faults (field
+  # 10), in one process (threads come and go: the last reading counts).
   awk '{ o = index($0, "("); c = index($0, ") "); split(substr($0, c + 2), f, " ");
-         printf "%s\t%s\t%d\t%d\n", FILENAME, substr($0, o + 1, c - o - 1), f[12] + f[13], f[13] }' \
+         printf "%s\t%s\t%d\t%d\t%d\n", FILENAME, substr($0, o + 1, c - o - 1), f[12] + f[13], f[13], f[8] }' \
     /proc/"$bridge"/task/*/stat >>"$WORK/threads" 2>/dev/null || true
   sleep 0.2
 done) &
