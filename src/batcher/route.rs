@@ -72,8 +72,9 @@ impl Batcher {
     /// finds that `seq`'s file is in the store already.
     fn buffer(&mut self, key: FileKey, seq: Seq) -> Result<Option<&mut TableBuffer>, BatcherError> {
         let (table, dt) = key;
-        // The partition's name only matters while recovered intents are left (a replay): not
-        // formatted for every delivery.
+        // The partition's name only matters when a restart recovered flush intents: otherwise it
+        // is not formatted for every delivery. (`written` is kept for the process's life, so
+        // after such a restart it is formatted for every delivery, as it always was.)
         let recovering = !self.written.is_empty() || !self.intents.is_empty();
         let partition = if recovering { ObjectKey::partition(table, dt) } else { String::new() };
         if self.written.iter().any(|i| i.covers(&partition, seq)) {
