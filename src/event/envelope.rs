@@ -7,15 +7,16 @@
 //! counts by its last value, as the batcher's `Node` (like `serde_json::Value` and JavaScript's
 //! `JSON.parse`) reads it. The receiver's reading accepts and refuses exactly the bodies the
 //! batcher's parse does: both go through serde_json's `deserialize_any` path (number ranges,
-//! UTF-8, the recursion limit); the receiver only keeps nothing of what it reads.
+//! UTF-8, the recursion limit), the receiver without keeping what it reads.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use super::DeadReason;
-use super::node::{Json, View};
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+use super::DeadReason;
+use super::node::{Json, View};
 
 mod skip;
 
